@@ -1,0 +1,1 @@
+//! cereal-eat (work in progress).

@@ -1,0 +1,1 @@
+//! speedup-buffer (work in progress).

@@ -1,0 +1,1 @@
+//! speedup-cache (work in progress).

@@ -1,0 +1,822 @@
+//! [`DiskDict`]: a hash map paged to disk with extendible hashing.
+//!
+//! Keys are placed by [`stable_hash`]: the low `global_depth` bits pick a directory slot,
+//! which names a bucket; a bucket owns every key whose low `local_depth` bits equal its
+//! `prefix`, and stores them in one page sorted by hash. Writes go to a bounded overlay
+//! first; [`DiskDict::flush`] (or a full overlay) merges the overlay into the pages it
+//! touches, copy-on-write, splitting any page that grows past `size_limit` entries.
+
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use hashbrown::HashTable;
+use rkyv::util::AlignedVec;
+
+use crate::error::{Error, Result};
+use crate::extent::Extent;
+use crate::file::{Kind, StoreFile};
+use crate::hash::stable_hash;
+use crate::options::Options;
+use crate::page::{self, PageView};
+use crate::record::{self, Span, Storable};
+
+/// File extension of dict stores: `<location>/<basename>.spdict`.
+pub const DICT_EXTENSION: &str = "spdict";
+/// Directory growth stops here (2^30 slots); past it, pages may exceed `size_limit`.
+const MAX_DEPTH: u8 = 30;
+const ROOT_MAGIC: [u8; 4] = *b"SPDR";
+const BUCKET_BYTES: usize = 48;
+
+/// A dictionary whose entries live in pages of a memory-mapped file, with bounded RAM.
+///
+/// The seed's `DiskDict`, done as a storage engine: O(1) expected `get`/`insert`/`remove`,
+/// zero-copy reads ([`DiskDict::get_archived`]), crash-safe [`flush`](DiskDict::flush), and a
+/// lock so that only one handle at a time can open a store.
+///
+/// # Examples
+///
+/// The seed's example, with the context manager turned into `close()`:
+///
+/// ```
+/// use speedup_paged::{DiskDict, Options};
+/// # let dir = tempfile::tempdir()?;
+/// let opts = Options::new().location(dir.path());
+/// let mut d: DiskDict<u64, String> = DiskDict::open_with("test", &opts)?;
+/// for i in 0..10u64 {
+///     d.insert(i, char::from(b'a' + i as u8).to_string())?;
+/// }
+/// assert_eq!(d.get(&3)?.as_deref(), Some("d"));
+/// d.close()?;
+///
+/// // Reopening the same basename and location restores every flushed entry.
+/// let d: DiskDict<u64, String> = DiskDict::open_with("test", &opts)?;
+/// assert_eq!(d.len(), 10);
+/// assert_eq!(d.get(&9)?.as_deref(), Some("j"));
+/// # Ok::<(), speedup_paged::Error>(())
+/// ```
+///
+/// # Thread safety
+///
+/// `DiskDict` is `Send + Sync`. Reads take `&self` and never block each other (no lock on
+/// the read path); writes take `&mut self`. To share one dict between threads that write,
+/// wrap it in a `RwLock`; for read-only sharing an `Arc` is enough.
+pub struct DiskDict<K: Storable + Hash + Eq, V: Storable> {
+    file: StoreFile,
+    size_limit: usize,
+    max_pending: usize,
+    global_depth: u8,
+    /// 2^global_depth slots, each a bucket index.
+    dir: Vec<u32>,
+    buckets: Vec<Bucket>,
+    pending: HashTable<Pending<K>>,
+    len: u64,
+    /// Something changed since the last commit.
+    dirty: bool,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+struct Bucket {
+    local_depth: u8,
+    prefix: u64,
+    /// `len == 0`: no page (the bucket is empty).
+    page: Extent,
+    count: u32,
+    /// The page passed its checksum and record validation since it was written or opened.
+    checked: AtomicBool,
+}
+
+/// A write not yet merged into a page.
+struct Pending<K> {
+    hash: u64,
+    key: K,
+    /// `None` is a removal.
+    put: Option<Put>,
+}
+
+/// The key and value records of an insert, in one buffer.
+struct Put {
+    record: AlignedVec,
+    key: Span,
+    value: Span,
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> fmt::Debug for DiskDict<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskDict")
+            .field("path", &self.file.path())
+            .field("len", &self.len)
+            .field("pages", &self.buckets.len())
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<K, V> DiskDict<K, V>
+where
+    K: Storable + Hash + Eq,
+    V: Storable,
+{
+    /// Opens (or creates) the store `name` in `~/.PySpeedup` with default [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// See [`DiskDict::open_with`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(name, &Options::new())
+    }
+
+    /// Opens (or creates) the store `name` in `opts`' location: the file
+    /// `<location>/<name>.spdict`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for an empty name or one with a path separator;
+    /// [`Error::LocationMissing`] / [`Error::NoHome`] / [`Error::Io`] if the folder cannot be
+    /// used; [`Error::Locked`] if another handle has it open; [`Error::NotAStore`],
+    /// [`Error::UnsupportedFormat`], [`Error::TypeMismatch`] or [`Error::Corrupt`] if the
+    /// file is not a readable dict of these types.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+        let path = opts.store_path(name, DICT_EXTENSION)?;
+        let label = format!(
+            "DiskDict<{}, {}>",
+            record::type_label::<K>(),
+            record::type_label::<V>()
+        );
+        let mut file = StoreFile::open(&path, Kind::Dict, &label)?;
+        let header = file.header().clone();
+        let buckets = if header.root.len == 0 {
+            vec![Bucket::empty(0, 0)]
+        } else {
+            decode_root(file.read_checked(header.root)?).map_err(|e| Error::corrupt(&path, e))?
+        };
+        let (global_depth, dir) =
+            build_directory(&buckets).map_err(|e| Error::corrupt(&path, e))?;
+        let total: u64 = buckets.iter().map(|b| u64::from(b.count)).sum();
+        if total != header.entries {
+            return Err(Error::corrupt(
+                &path,
+                format!(
+                    "pages hold {total} entries, the header says {}",
+                    header.entries
+                ),
+            ));
+        }
+        file.set_live(buckets.iter().map(|b| b.page).filter(|p| p.len > 0))?;
+        Ok(DiskDict {
+            file,
+            size_limit: opts.get_size_limit(),
+            max_pending: opts.get_size_limit().saturating_mul(opts.get_max_pages()),
+            global_depth,
+            dir,
+            buckets,
+            pending: HashTable::new(),
+            len: header.entries,
+            dirty: false,
+            _types: PhantomData,
+        })
+    }
+
+    /// Number of entries. O(1), no I/O.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the dict has no entries. O(1), no I/O.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The store file's path.
+    pub fn path(&self) -> &std::path::Path {
+        self.file.path()
+    }
+
+    /// The value for `key`, deserialized. `Ok(None)` if the key is absent.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the key's page fails its checksum or validation.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        match self.get_archived(key)? {
+            Some(archived) => record::to_owned::<V>(archived).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The value for `key`, borrowed in its archived form straight from the mapped page
+    /// (or from the write overlay): no copy, no deserialization.
+    ///
+    /// ```
+    /// # use speedup_paged::{DiskDict, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let opts = Options::new().location(dir.path());
+    /// let mut d: DiskDict<u32, String> = DiskDict::open_with("zc", &opts)?;
+    /// d.insert(1, "one".repeat(100))?;
+    /// d.flush()?;
+    /// let archived = d.get_archived(&1)?.expect("present");
+    /// assert_eq!(archived.len(), 300); // an `ArchivedString` borrowed from the page
+    /// # Ok::<(), speedup_paged::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::get`].
+    pub fn get_archived(&self, key: &K) -> Result<Option<&V::Archived>> {
+        let hash = stable_hash(key);
+        if let Some(p) = self.find_pending(hash, key) {
+            // SAFETY: `put.record` was produced by `record::append::<V>` for this span in
+            // `insert`, and is immutable while `&self` is borrowed.
+            return Ok(p
+                .put
+                .as_ref()
+                .map(|put| unsafe { record::archived::<V>(&put.record[put.value.range()]) }));
+        }
+        Ok(self.find_on_disk(hash, key)?.map(|(_, value)| value))
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::get`].
+    pub fn contains_key(&self, key: &K) -> Result<bool> {
+        Ok(self.get_archived(key)?.is_some())
+    }
+
+    /// Inserts `value` under `key` and returns the value it replaces.
+    ///
+    /// The entry is readable at once and durable after the next [`flush`](DiskDict::flush).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialize`] if the key or value cannot be archived; I/O errors
+    /// ([`Error::Io`], [`Error::DiskFull`]) when a full overlay is written out: the entry is
+    /// then still in memory and a later `flush` retries.
+    pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>> {
+        let hash = stable_hash(&key);
+        let old = self.owned_by_hash(hash, &key)?;
+        let mut record = AlignedVec::with_capacity(64);
+        let key_span = record::append(&mut record, &key)?;
+        let value_span = record::append(&mut record, &value)?;
+        let put = Put {
+            record,
+            key: key_span,
+            value: value_span,
+        };
+        self.set_pending(hash, key, Some(put));
+        if old.is_none() {
+            self.len += 1;
+        }
+        self.after_write()?;
+        Ok(old)
+    }
+
+    /// Removes `key` and returns its value, if it was present.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::insert`].
+    pub fn remove(&mut self, key: &K) -> Result<Option<V>> {
+        let hash = stable_hash(key);
+        let old = if let Some(p) = self
+            .pending
+            .find_mut(hash, |p| p.hash == hash && p.key == *key)
+        {
+            let Some(put) = &p.put else {
+                return Ok(None); // already removed
+            };
+            // SAFETY: as in `get_archived`.
+            let old = record::to_owned::<V>(unsafe {
+                record::archived::<V>(&put.record[put.value.range()])
+            })?;
+            p.put = None; // the entry becomes a tombstone that keeps its owned key
+            old
+        } else {
+            let Some((stored_key, archived)) = self.find_on_disk(hash, key)? else {
+                return Ok(None);
+            };
+            let old = record::to_owned::<V>(archived)?;
+            self.set_pending(hash, stored_key, None);
+            old
+        };
+        self.len -= 1;
+        self.after_write()?;
+        Ok(Some(old))
+    }
+
+    /// Iterates over all entries, in no particular order, deserialized.
+    ///
+    /// A page that fails validation yields one `Err` and the iteration goes on with the next.
+    pub fn iter(&self) -> Iter<'_, K, V> {
+        Iter {
+            dict: self,
+            bucket: 0,
+            index: 0,
+            overlay: self.pending.iter(),
+        }
+    }
+
+    /// Makes every entry written so far durable: merges the overlay into pages, writes them
+    /// copy-on-write, then switches the header atomically (two `fdatasync`s). When it
+    /// returns `Ok`, a crash or power cut loses nothing written before the call.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors ([`Error::Io`], [`Error::DiskFull`]). The store on disk is then still the
+    /// one of the last successful flush, and the unflushed entries are still in memory.
+    pub fn flush(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        self.merge_overlay()?;
+        let root = encode_root(&self.buckets);
+        self.file.commit(&root, self.len)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Flushes and closes the store, reporting any error (dropping a `DiskDict` also flushes,
+    /// but can only log an error).
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::flush`].
+    pub fn close(mut self) -> Result<()> {
+        let result = self.flush();
+        self.dirty = false; // the error is the caller's now; Drop must not retry and log it
+        result
+    }
+
+    /// Closes the store **without** flushing: every change since the last successful flush
+    /// is dropped, and the store reopens exactly as that flush left it (a rollback, and
+    /// what a crash at this instant would leave).
+    pub fn discard(mut self) {
+        self.dirty = false;
+    }
+
+    fn find_pending(&self, hash: u64, key: &K) -> Option<&Pending<K>> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        self.pending.find(hash, |p| p.hash == hash && p.key == *key)
+    }
+
+    fn owned_by_hash(&self, hash: u64, key: &K) -> Result<Option<V>> {
+        let archived = match self.find_pending(hash, key) {
+            // SAFETY: as in `get_archived`.
+            Some(p) => p
+                .put
+                .as_ref()
+                .map(|put| unsafe { record::archived::<V>(&put.record[put.value.range()]) }),
+            None => self.find_on_disk(hash, key)?.map(|(_, value)| value),
+        };
+        archived.map(record::to_owned::<V>).transpose()
+    }
+
+    /// The stored copy of `key` and its archived value, from the key's page.
+    fn find_on_disk(&self, hash: u64, key: &K) -> Result<Option<(K, &V::Archived)>> {
+        let bucket = self.bucket_of(hash);
+        let Some(view) = self.page(bucket)? else {
+            return Ok(None);
+        };
+        let mut i = view.lower_bound(hash);
+        while i < view.len() && view.hash(i) == hash {
+            // SAFETY: `page` returns only pages whose records all passed `record::check`.
+            let stored =
+                record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
+            if stored == *key {
+                // SAFETY: as above.
+                return Ok(Some((stored, unsafe {
+                    record::archived::<V>(view.record(i, 1))
+                })));
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+
+    fn bucket_of(&self, hash: u64) -> usize {
+        let mask = (1u64 << self.global_depth) - 1;
+        self.dir[(hash & mask) as usize] as usize
+    }
+
+    /// The page of `bucket`, validated on first use (checksum, structure, every record).
+    fn page(&self, bucket: usize) -> Result<Option<PageView<'_>>> {
+        let b = &self.buckets[bucket];
+        if b.page.len == 0 {
+            return Ok(None);
+        }
+        if b.checked.load(Ordering::Acquire) {
+            return Ok(Some(PageView::trusted(self.file.read(b.page)?, 2, true)));
+        }
+        let bytes = self.file.read_checked(b.page)?;
+        let corrupt = |why: String| {
+            Error::corrupt(self.file.path(), format!("page of bucket {bucket}: {why}"))
+        };
+        let view = PageView::parse(bytes, 2, true).map_err(corrupt)?;
+        if view.len() != b.count as usize {
+            return Err(corrupt(format!(
+                "holds {} entries, the root says {}",
+                view.len(),
+                b.count
+            )));
+        }
+        let mask = (1u64 << b.local_depth) - 1;
+        for i in 0..view.len() {
+            if view.hash(i) & mask != b.prefix {
+                return Err(corrupt(format!("entry {i} belongs to another bucket")));
+            }
+            record::check::<K>(view.record(i, 0)).map_err(|e| corrupt(format!("key {i}: {e}")))?;
+            record::check::<V>(view.record(i, 1))
+                .map_err(|e| corrupt(format!("value {i}: {e}")))?;
+        }
+        // Racing readers may validate the same page twice; both reach the same verdict.
+        b.checked.store(true, Ordering::Release);
+        Ok(Some(view))
+    }
+
+    fn set_pending(&mut self, hash: u64, key: K, put: Option<Put>) {
+        match self
+            .pending
+            .find_mut(hash, |p| p.hash == hash && p.key == key)
+        {
+            Some(p) => p.put = put,
+            None => {
+                self.pending
+                    .insert_unique(hash, Pending { hash, key, put }, |p| p.hash);
+            }
+        }
+    }
+
+    fn after_write(&mut self) -> Result<()> {
+        self.dirty = true;
+        if self.pending.len() > self.max_pending {
+            self.merge_overlay()?;
+        }
+        Ok(())
+    }
+
+    /// Merges every pending write into its bucket's page. On error, the writes not yet
+    /// merged go back into the overlay, so nothing is lost and a retry continues.
+    fn merge_overlay(&mut self) -> Result<()> {
+        let mut ops: Vec<(usize, Pending<K>)> =
+            self.pending.drain().map(|p| (0, p)).collect::<Vec<_>>();
+        for (bucket, p) in &mut ops {
+            *bucket = self.bucket_of(p.hash);
+        }
+        ops.sort_unstable_by_key(|(bucket, p)| (*bucket, p.hash));
+        let mut start = 0;
+        while start < ops.len() {
+            let bucket = ops[start].0;
+            let end = start + ops[start..].partition_point(|(b, _)| *b == bucket);
+            if let Err(e) = self.merge_bucket(bucket, &ops[start..end]) {
+                for (_, p) in ops.drain(start..) {
+                    self.pending.insert_unique(p.hash, p, |p| p.hash);
+                }
+                return Err(e);
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn merge_bucket(&mut self, bucket: usize, ops: &[(usize, Pending<K>)]) -> Result<()> {
+        let (local_depth, prefix) = (
+            self.buckets[bucket].local_depth,
+            self.buckets[bucket].prefix,
+        );
+        let groups = {
+            let view = self.page(bucket)?;
+            let merged = merge_entries(view, ops)?;
+            split(merged, local_depth, prefix, self.size_limit)
+                .into_iter()
+                .map(|g| {
+                    let bytes = (!g.entries.is_empty()).then(|| encode_group(&g.entries));
+                    (g.local_depth, g.prefix, g.entries.len() as u32, bytes)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut written = Vec::with_capacity(groups.len());
+        for (_, _, _, bytes) in &groups {
+            let extent = match bytes {
+                Some(bytes) => self.file.write(bytes),
+                None => Ok(Extent::default()),
+            };
+            match extent {
+                Ok(extent) => written.push(extent),
+                Err(e) => {
+                    written.into_iter().for_each(|x| self.file.release(x));
+                    return Err(e);
+                }
+            }
+        }
+        let old = self.buckets[bucket].page;
+        self.file.release(old);
+        for (i, ((depth, prefix, count, _), page)) in groups.into_iter().zip(written).enumerate() {
+            let b = Bucket {
+                local_depth: depth,
+                prefix,
+                page,
+                count,
+                checked: AtomicBool::new(true),
+            };
+            let index = if i == 0 {
+                self.buckets[bucket] = b;
+                bucket
+            } else {
+                self.buckets.push(b);
+                self.buckets.len() - 1
+            };
+            self.point_directory(index);
+        }
+        Ok(())
+    }
+
+    /// Points every directory slot of bucket `index` at it, doubling the directory as needed.
+    fn point_directory(&mut self, index: usize) {
+        let (depth, prefix) = (self.buckets[index].local_depth, self.buckets[index].prefix);
+        while self.global_depth < depth {
+            self.dir.extend_from_within(..);
+            self.global_depth += 1;
+        }
+        for j in 0..1u64 << (self.global_depth - depth) {
+            self.dir[(prefix | (j << depth)) as usize] = index as u32;
+        }
+    }
+}
+
+/// One merged entry: hash, key record, value record (borrowed from a page or the overlay).
+type Entry<'a> = (u64, &'a [u8], &'a [u8]);
+
+/// The page's entries overridden by the overlay, in hash order.
+fn merge_entries<'a, K: Storable + Eq>(
+    view: Option<PageView<'a>>,
+    ops: &'a [(usize, Pending<K>)],
+) -> Result<Vec<Entry<'a>>> {
+    let disk_len = view.map_or(0, |v| v.len());
+    let mut out = Vec::with_capacity(disk_len + ops.len());
+    let mut next_op = 0;
+    let emit_op = |p: &'a Pending<K>, out: &mut Vec<Entry<'a>>| {
+        if let Some(put) = &p.put {
+            out.push((
+                p.hash,
+                &put.record[put.key.range()],
+                &put.record[put.value.range()],
+            ));
+        }
+    };
+    if let Some(view) = view {
+        for i in 0..view.len() {
+            let hash = view.hash(i);
+            while next_op < ops.len() && ops[next_op].1.hash < hash {
+                emit_op(&ops[next_op].1, &mut out);
+                next_op += 1;
+            }
+            let same_hash = ops[next_op..].iter().take_while(|(_, p)| p.hash == hash);
+            let mut overridden = false;
+            if same_hash.clone().next().is_some() {
+                // SAFETY: `view` came from `DiskDict::page`, which validated every record.
+                let key =
+                    record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
+                overridden = same_hash.into_iter().any(|(_, p)| p.key == key);
+            }
+            if !overridden {
+                out.push((hash, view.record(i, 0), view.record(i, 1)));
+            }
+        }
+    }
+    for (_, p) in &ops[next_op..] {
+        emit_op(p, &mut out);
+    }
+    Ok(out)
+}
+
+struct Group<'a> {
+    local_depth: u8,
+    prefix: u64,
+    entries: Vec<Entry<'a>>,
+}
+
+/// Splits a bucket's entries until each group fits `limit` (extendible hashing). A group
+/// whose hashes cannot be told apart below `MAX_DEPTH` stays whole, so a degenerate `Hash`
+/// impl makes big pages, never a runaway directory.
+fn split(entries: Vec<Entry<'_>>, local_depth: u8, prefix: u64, limit: usize) -> Vec<Group<'_>> {
+    let mut out = Vec::new();
+    let mut stack = vec![Group {
+        local_depth,
+        prefix,
+        entries,
+    }];
+    while let Some(g) = stack.pop() {
+        let depth_mask = ((1u64 << MAX_DEPTH) - 1) & !((1u64 << g.local_depth) - 1);
+        let separable = g
+            .entries
+            .first()
+            .is_some_and(|first| g.entries.iter().any(|e| (e.0 ^ first.0) & depth_mask != 0));
+        if g.entries.len() <= limit || g.local_depth >= MAX_DEPTH || !separable {
+            out.push(g);
+            continue;
+        }
+        let bit = 1u64 << g.local_depth;
+        let (high, low): (Vec<_>, Vec<_>) = g.entries.into_iter().partition(|e| e.0 & bit != 0);
+        stack.push(Group {
+            local_depth: g.local_depth + 1,
+            prefix: g.prefix | bit,
+            entries: high,
+        });
+        stack.push(Group {
+            local_depth: g.local_depth + 1,
+            prefix: g.prefix,
+            entries: low,
+        });
+    }
+    out
+}
+
+fn encode_group(entries: &[Entry<'_>]) -> AlignedVec {
+    let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
+    let records: Vec<&[u8]> = entries.iter().flat_map(|e| [e.1, e.2]).collect();
+    page::encode(Some(&hashes), 2, &records)
+}
+
+impl Bucket {
+    fn empty(local_depth: u8, prefix: u64) -> Self {
+        Bucket {
+            local_depth,
+            prefix,
+            page: Extent::default(),
+            count: 0,
+            checked: AtomicBool::new(true),
+        }
+    }
+}
+
+/// Root: "SPDR", u32 bucket count, then per bucket: local depth u8, 7 zero bytes, prefix,
+/// page offset, page length, page checksum, entry count (u64 each, little-endian).
+fn encode_root(buckets: &[Bucket]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + buckets.len() * BUCKET_BYTES);
+    out.extend_from_slice(&ROOT_MAGIC);
+    out.extend_from_slice(&(buckets.len() as u32).to_le_bytes());
+    for b in buckets {
+        out.extend_from_slice(&[b.local_depth, 0, 0, 0, 0, 0, 0, 0]);
+        for v in [
+            b.prefix,
+            b.page.offset,
+            b.page.len,
+            b.page.checksum,
+            u64::from(b.count),
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<Bucket>, String> {
+    if bytes.len() < 8 || bytes[..4] != ROOT_MAGIC {
+        return Err("the root's magic is wrong".into());
+    }
+    let n = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+    if bytes.len() != 8 + n * BUCKET_BYTES || n == 0 {
+        return Err(format!("the root's length does not match its {n} buckets"));
+    }
+    let u64_at = |at: usize| {
+        let mut a = [0; 8];
+        a.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(a)
+    };
+    (0..n)
+        .map(|i| {
+            let at = 8 + i * BUCKET_BYTES;
+            let local_depth = bytes[at];
+            let prefix = u64_at(at + 8);
+            let page = Extent {
+                offset: u64_at(at + 16),
+                len: u64_at(at + 24),
+                checksum: u64_at(at + 32),
+            };
+            let count = u32::try_from(u64_at(at + 40))
+                .map_err(|_| format!("bucket {i} count is absurd"))?;
+            if local_depth > MAX_DEPTH || prefix >> local_depth != 0 {
+                return Err(format!(
+                    "bucket {i} has depth {local_depth} and prefix {prefix:#x}"
+                ));
+            }
+            if (page.len == 0) != (count == 0) {
+                return Err(format!(
+                    "bucket {i} has {count} entries but a page of {} bytes",
+                    page.len
+                ));
+            }
+            Ok(Bucket {
+                local_depth,
+                prefix,
+                page,
+                count,
+                checked: AtomicBool::new(false),
+            })
+        })
+        .collect()
+}
+
+/// Rebuilds the directory from the buckets' prefixes; every slot must be covered exactly once.
+fn build_directory(buckets: &[Bucket]) -> std::result::Result<(u8, Vec<u32>), String> {
+    let depth = buckets.iter().map(|b| b.local_depth).max().unwrap_or(0);
+    let mut dir = vec![u32::MAX; 1 << depth];
+    for (index, b) in buckets.iter().enumerate() {
+        for j in 0..1u64 << (depth - b.local_depth) {
+            let slot = &mut dir[(b.prefix | (j << b.local_depth)) as usize];
+            if *slot != u32::MAX {
+                return Err(format!("buckets {} and {index} overlap", *slot));
+            }
+            *slot = index as u32;
+        }
+    }
+    if dir.contains(&u32::MAX) {
+        return Err("the buckets leave part of the hash space uncovered".into());
+    }
+    Ok((depth, dir))
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> Drop for DiskDict<K, V> {
+    /// Flushes; an error can only be logged here (through `tracing`), so prefer
+    /// [`DiskDict::close`] where the error matters.
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            tracing::error!(path = %self.file.path().display(), %error, "DiskDict: flush on drop failed; entries written since the last successful flush are lost");
+        }
+    }
+}
+
+/// Iterator over a [`DiskDict`]'s entries; see [`DiskDict::iter`].
+pub struct Iter<'a, K: Storable + Hash + Eq, V: Storable> {
+    dict: &'a DiskDict<K, V>,
+    bucket: usize,
+    index: usize,
+    overlay: hashbrown::hash_table::Iter<'a, Pending<K>>,
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> fmt::Debug for Iter<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter")
+            .field("bucket", &self.bucket)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl<K, V> Iterator for Iter<'_, K, V>
+where
+    K: Storable + Hash + Eq,
+    V: Storable,
+{
+    type Item = Result<(K, V)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let dict = self.dict;
+        while self.bucket < dict.buckets.len() {
+            let view = match dict.page(self.bucket) {
+                Ok(Some(view)) if self.index < view.len() => view,
+                Ok(_) => {
+                    (self.bucket, self.index) = (self.bucket + 1, 0);
+                    continue;
+                }
+                Err(e) => {
+                    (self.bucket, self.index) = (self.bucket + 1, 0);
+                    return Some(Err(e));
+                }
+            };
+            let i = self.index;
+            self.index += 1;
+            // SAFETY: `page` validated every record of the page.
+            let key =
+                match record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) }) {
+                    Ok(key) => key,
+                    Err(e) => return Some(Err(e)),
+                };
+            if dict.find_pending(view.hash(i), &key).is_some() {
+                continue; // shadowed by a newer write, reported from the overlay below
+            }
+            // SAFETY: as above.
+            let value = record::to_owned::<V>(unsafe { record::archived::<V>(view.record(i, 1)) });
+            return Some(value.map(|v| (key, v)));
+        }
+        for p in self.overlay.by_ref() {
+            if let Some(put) = &p.put {
+                // SAFETY: written by `record::append::<K>` / `<V>` in `insert`.
+                let (k, v) = unsafe {
+                    (
+                        record::archived::<K>(&put.record[put.key.range()]),
+                        record::archived::<V>(&put.record[put.value.range()]),
+                    )
+                };
+                return Some(
+                    record::to_owned::<K>(k).and_then(|k| Ok((k, record::to_owned::<V>(v)?))),
+                );
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,485 @@
+//! One store file: its lock, its two header slots, its free space and its read-only mapping.
+//!
+//! # Layout
+//!
+//! ```text
+//! 0     4096  header slot A
+//! 4096  4096  header slot B
+//! 8192  ..    extents (pages and the root), each at a multiple of 64 bytes
+//! ```
+//!
+//! A header slot (all integers little-endian):
+//!
+//! ```text
+//! 0     8  magic "SPDPAGED"
+//! 8     4  format version (1)
+//! 12    4  kind: 1 = DiskDict, 2 = DiskList
+//! 16    4  key hash algorithm (1 = XXH3-64 seed 0 of the little-endian Hash stream)
+//! 20    4  length of the type label
+//! 24    8  generation (the slot with the larger valid generation is current)
+//! 32    8  type fingerprint (XXH3-64 of the type label)
+//! 40   24  root extent: offset, length, XXH3-64 checksum
+//! 64    8  number of entries
+//! 72    ..  type label, UTF-8 (at most 4000 bytes)
+//! 4088  8  XXH3-64 of bytes 0..4088
+//! ```
+//!
+//! # Why the mapping is sound
+//!
+//! memmap2 documents that a mapping is undefined behaviour to read if the file changes
+//! underneath it. Three rules keep that from happening (the same rules redb could not prove
+//! for its general B-tree, but which hold for our copy-on-write extents):
+//! 1. The file is locked exclusively (`File::try_lock`) for as long as it is open, so no
+//!    cooperating process writes it.
+//! 2. Writes only go to extents the allocator hands out, which no live page or root refers
+//!    to, and writes need `&mut self`, so no borrowed page can exist at the time.
+//! 3. The file only ever grows while mapped; it is never truncated.
+//!
+//! Mapped bytes are still untrusted: every extent's checksum (and each record's rkyv
+//! validation) is checked before a record is accessed without checks.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::extent::{Extent, Extents};
+use crate::hash::HASH_ALGORITHM;
+
+const MAGIC: [u8; 8] = *b"SPDPAGED";
+/// The on-disk format this build reads and writes.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+const SLOT: u64 = 4096;
+const SLOT_CHECKSUM_AT: usize = 4088;
+const LABEL_AT: usize = 72;
+const MAX_LABEL: usize = 4000;
+/// Where the first extent may start.
+pub(crate) const DATA_START: u64 = 2 * SLOT;
+/// Growth step of the file (and of the mapping).
+const GROW_MIN: u64 = 1 << 20;
+
+/// Which structure a store file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Dict = 1,
+    List = 2,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Dict => "DiskDict",
+            Kind::List => "DiskList",
+        }
+    }
+}
+
+/// The current header.
+#[derive(Clone, Debug)]
+pub(crate) struct Header {
+    pub(crate) generation: u64,
+    pub(crate) root: Extent,
+    pub(crate) entries: u64,
+}
+
+/// The file, locked and mapped.
+#[derive(Debug)]
+pub(crate) struct StoreFile {
+    path: PathBuf,
+    file: File,
+    map: Mmap,
+    kind: Kind,
+    label: String,
+    header: Header,
+    extents: Extents,
+}
+
+/// XXH3-64, the checksum of every extent and header slot.
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+impl StoreFile {
+    /// Opens (creating if missing) and locks the store at `path`. `label` names the types it
+    /// holds. The caller must then call [`StoreFile::set_live`] with the extents its root
+    /// refers to, before allocating.
+    pub(crate) fn open(path: &Path, kind: Kind, label: &str) -> Result<Self> {
+        let label = truncate_label(label);
+        if !path.exists() {
+            create(path, kind, &label)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Locked { path: path.into() });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let header = read_header(&file, path, len, kind, &label)?;
+        let map = map(&file, path)?;
+        Ok(StoreFile {
+            path: path.to_path_buf(),
+            file,
+            map,
+            kind,
+            label,
+            header,
+            extents: Extents::default(),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Records which extents the current root refers to (the root itself included), so the
+    /// rest of the file becomes free space. Overlaps mean a corrupt root.
+    pub(crate) fn set_live(&mut self, live: impl Iterator<Item = Extent>) -> Result<()> {
+        let root = self.header.root;
+        let ranges = live
+            .chain((root.len > 0).then_some(root))
+            .map(|e| (e.offset, e.footprint()))
+            .collect();
+        self.extents =
+            Extents::from_live(DATA_START, ranges).map_err(|e| Error::corrupt(&self.path, e))?;
+        if self.extents.end() > self.map.len() as u64 {
+            return Err(Error::corrupt(
+                &self.path,
+                "an extent lies past the end of the file",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bytes of an extent, after checking that it is inside the file and that its
+    /// checksum matches.
+    pub(crate) fn read_checked(&self, extent: Extent) -> Result<&[u8]> {
+        let bytes = self.read(extent)?;
+        if checksum(bytes) != extent.checksum {
+            return Err(Error::corrupt(
+                &self.path,
+                format!(
+                    "checksum mismatch in the {} bytes at offset {}",
+                    extent.len, extent.offset
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// The bytes of an extent, bounds-checked but not checksummed.
+    pub(crate) fn read(&self, extent: Extent) -> Result<&[u8]> {
+        let range = usize::try_from(extent.offset)
+            .ok()
+            .zip(usize::try_from(extent.len).ok())
+            .and_then(|(offset, len)| Some(offset..offset.checked_add(len)?))
+            .filter(|r| r.start as u64 >= DATA_START && r.end <= self.map.len());
+        match range {
+            Some(range) => Ok(&self.map[range]),
+            None => Err(Error::corrupt(
+                &self.path,
+                format!(
+                    "extent {}+{} lies outside the file",
+                    extent.offset, extent.len
+                ),
+            )),
+        }
+    }
+
+    /// Writes `bytes` to free space and returns its extent (not yet durable).
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<Extent> {
+        let offset = self.extents.allocate(bytes.len() as u64);
+        let extent = Extent {
+            offset,
+            len: bytes.len() as u64,
+            checksum: checksum(bytes),
+        };
+        let written = self.ensure_capacity(self.extents.end()).and_then(|()| {
+            self.file
+                .write_all_at(bytes, offset)
+                .map_err(|e| Error::io(&self.path, e))
+        });
+        if let Err(e) = written {
+            self.extents.release(extent);
+            return Err(e);
+        }
+        Ok(extent)
+    }
+
+    /// Gives an extent back (reused only once no durable header can refer to it).
+    pub(crate) fn release(&mut self, extent: Extent) {
+        self.extents.release(extent);
+    }
+
+    /// Makes `root` (and every extent written before) durable: write the root, sync the data,
+    /// write the header into the older slot, sync again. A crash at any point leaves either
+    /// the old or the new header current, each complete.
+    pub(crate) fn commit(&mut self, root: &[u8], entries: u64) -> Result<()> {
+        let root = self.write(root)?;
+        let header = Header {
+            generation: self.header.generation + 1,
+            root,
+            entries,
+        };
+        let slot = encode_slot(self.kind, &self.label, &header);
+        let synced = self
+            .file
+            .sync_data()
+            .and_then(|()| {
+                self.file
+                    .write_all_at(&slot, (header.generation % 2) * SLOT)
+            })
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| Error::io(&self.path, e));
+        if let Err(e) = synced {
+            self.extents.release(root);
+            return Err(e);
+        }
+        let old_root = std::mem::replace(&mut self.header, header).root;
+        self.extents.release(old_root);
+        self.extents.committed();
+        Ok(())
+    }
+
+    /// Grows the file (and the mapping) to hold `end` bytes. Never shrinks.
+    fn ensure_capacity(&mut self, end: u64) -> Result<()> {
+        let current = self.map.len() as u64;
+        if end <= current {
+            return Ok(());
+        }
+        let target = end
+            .max(current + current / 2)
+            .max(current + GROW_MIN)
+            .next_multiple_of(1 << 16);
+        self.file
+            .set_len(target)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.map = map(&self.file, &self.path)?;
+        Ok(())
+    }
+}
+
+/// Maps the whole file read-only.
+fn map(file: &File, path: &Path) -> Result<Mmap> {
+    // SAFETY: see the module docs, "Why the mapping is sound": the file is locked by us for the
+    // life of the mapping, only grows, and is written (through `write_all_at`) only in extents
+    // no borrowed page refers to, since writing takes `&mut StoreFile`. The tests
+    // `crash::*`, `corruption::*` and `lock::*` exercise these rules.
+    unsafe { Mmap::map(file) }.map_err(|e| Error::io(path, e))
+}
+
+fn truncate_label(label: &str) -> String {
+    if label.len() <= MAX_LABEL {
+        return label.to_string();
+    }
+    let mut cut = MAX_LABEL;
+    while !label.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    label[..cut].to_string()
+}
+
+/// Creates a new store file atomically: written and synced under a temporary name, renamed
+/// into place, then the folder is synced, so a crash never leaves a half-made store.
+fn create(path: &Path, kind: Kind, label: &str) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.creating-{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    let result = (|| -> io::Result<()> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let first = Header {
+            generation: 1,
+            root: Extent::default(),
+            entries: 0,
+        };
+        file.write_all_at(&encode_slot(kind, label, &first), 0)?;
+        file.set_len(DATA_START)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        sync_dir(path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
+}
+
+fn encode_slot(kind: Kind, label: &str, header: &Header) -> Vec<u8> {
+    let mut slot = vec![0u8; SLOT as usize];
+    slot[0..8].copy_from_slice(&MAGIC);
+    slot[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    slot[12..16].copy_from_slice(&(kind as u32).to_le_bytes());
+    slot[16..20].copy_from_slice(&HASH_ALGORITHM.to_le_bytes());
+    slot[20..24].copy_from_slice(&(label.len() as u32).to_le_bytes());
+    slot[24..32].copy_from_slice(&header.generation.to_le_bytes());
+    slot[32..40].copy_from_slice(&checksum(label.as_bytes()).to_le_bytes());
+    slot[40..48].copy_from_slice(&header.root.offset.to_le_bytes());
+    slot[48..56].copy_from_slice(&header.root.len.to_le_bytes());
+    slot[56..64].copy_from_slice(&header.root.checksum.to_le_bytes());
+    slot[64..72].copy_from_slice(&header.entries.to_le_bytes());
+    slot[LABEL_AT..LABEL_AT + label.len()].copy_from_slice(label.as_bytes());
+    let sum = checksum(&slot[..SLOT_CHECKSUM_AT]);
+    slot[SLOT_CHECKSUM_AT..].copy_from_slice(&sum.to_le_bytes());
+    slot
+}
+
+/// What one slot holds, if its checksum is right.
+struct Slot {
+    format: u32,
+    kind: u32,
+    hash: u32,
+    fingerprint: u64,
+    label: String,
+    header: Header,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut a = [0; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn decode_slot(b: &[u8]) -> Option<Slot> {
+    if b[0..8] != MAGIC || u64_at(b, SLOT_CHECKSUM_AT) != checksum(&b[..SLOT_CHECKSUM_AT]) {
+        return None;
+    }
+    let label_len = (u32_at(b, 20) as usize).min(MAX_LABEL);
+    Some(Slot {
+        format: u32_at(b, 8),
+        kind: u32_at(b, 12),
+        hash: u32_at(b, 16),
+        fingerprint: u64_at(b, 32),
+        label: String::from_utf8_lossy(&b[LABEL_AT..LABEL_AT + label_len]).into_owned(),
+        header: Header {
+            generation: u64_at(b, 24),
+            root: Extent {
+                offset: u64_at(b, 40),
+                len: u64_at(b, 48),
+                checksum: u64_at(b, 56),
+            },
+            entries: u64_at(b, 64),
+        },
+    })
+}
+
+/// Reads both slots and returns the current header after checking it fits this opener.
+fn read_header(file: &File, path: &Path, len: u64, kind: Kind, label: &str) -> Result<Header> {
+    if len < DATA_START {
+        return Err(if len < 8 || !starts_with_magic(file) {
+            Error::NotAStore { path: path.into() }
+        } else {
+            Error::corrupt(
+                path,
+                format!("the file is {len} bytes, shorter than its two header slots"),
+            )
+        });
+    }
+    let mut slots = vec![0u8; DATA_START as usize];
+    file.read_exact_at(&mut slots, 0)
+        .map_err(|e| Error::io(path, e))?;
+    let (a, b) = slots.split_at(SLOT as usize);
+    let current = match (decode_slot(a), decode_slot(b)) {
+        (Some(a), Some(b)) => {
+            if a.header.generation >= b.header.generation {
+                a
+            } else {
+                b
+            }
+        }
+        (Some(s), None) | (None, Some(s)) => s,
+        (None, None) if a[0..8] != MAGIC && b[0..8] != MAGIC => {
+            return Err(Error::NotAStore { path: path.into() });
+        }
+        (None, None) => {
+            return Err(Error::corrupt(
+                path,
+                "both header slots fail their checksum",
+            ));
+        }
+    };
+    if current.format != FORMAT_VERSION {
+        return Err(Error::UnsupportedFormat {
+            path: path.into(),
+            found: current.format,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if current.kind != kind as u32 {
+        let found = if current.kind == Kind::Dict as u32 {
+            Kind::Dict
+        } else {
+            Kind::List
+        };
+        return Err(Error::TypeMismatch {
+            path: path.into(),
+            expected: format!("a {}", kind.name()),
+            found: format!("a {}", found.name()),
+        });
+    }
+    if current.hash != HASH_ALGORITHM {
+        return Err(Error::UnsupportedFormat {
+            path: path.into(),
+            found: current.hash,
+            supported: HASH_ALGORITHM,
+        });
+    }
+    if current.fingerprint != checksum(label.as_bytes()) {
+        return Err(Error::TypeMismatch {
+            path: path.into(),
+            expected: label.into(),
+            found: current.label,
+        });
+    }
+    let root = current.header.root;
+    if root.len > 0
+        && root
+            .offset
+            .checked_add(root.len)
+            .is_none_or(|end| root.offset < DATA_START || end > len)
+    {
+        return Err(Error::corrupt(
+            path,
+            "the root extent lies outside the file",
+        ));
+    }
+    Ok(current.header)
+}
+
+fn starts_with_magic(file: &File) -> bool {
+    let mut m = [0; 8];
+    file.read_exact_at(&mut m, 0).is_ok() && m == MAGIC
+}

@@ -1,0 +1,90 @@
+//! `DiskDict` and `DiskList`: a dictionary and a list whose entries live in pages of a
+//! memory-mapped file, so RAM use stays bounded however large they grow, and whose contents
+//! survive restarts and crashes.
+//!
+//! This is the "Memory Module" of [PySpeedup](https://pypi.org/project/PySpeedup/) (a dict and
+//! a list paged to disk, `size_limit` items per page, `max_pages` pages in memory, persistent
+//! across runs) rebuilt as a small storage engine: copy-on-write pages, checksums, an
+//! atomically switched header, zero-copy reads through [rkyv](https://docs.rs/rkyv).
+//!
+//! ```
+//! use speedup_paged::{DiskDict, DiskList, Options};
+//! # let dir = tempfile::tempdir()?;
+//! let opts = Options::new().location(dir.path()).size_limit(1024).max_pages(16);
+//!
+//! let mut d: DiskDict<u64, String> = DiskDict::open_with("test", &opts)?;
+//! d.insert(3, "d".to_string())?;
+//! assert_eq!(d.get(&3)?.as_deref(), Some("d"));
+//! assert_eq!(d.get(&4)?, None);                    // missing is Ok(None), not an error
+//!
+//! let mut l: DiskList<u64> = DiskList::open_with("list", &opts)?;
+//! l.push(7)?;
+//! assert_eq!(l.set(0, 8)?, 7);
+//! assert_eq!(l.get(0)?, Some(8));
+//! assert_eq!(l.get(1)?, None);                     // like Vec::get
+//!
+//! d.flush()?;                                      // durable from here on
+//! l.close()?;
+//! # Ok::<(), speedup_paged::Error>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Complexity.** `DiskDict`: O(1) expected `get`, `insert`, `remove` (extendible hashing;
+//!   no per-key index in memory). `DiskList`: O(1) `get`, `set`, `push`, `pop`; `insert` and
+//!   `remove` are O(n / size_limit + size_limit). `len` is O(1) without I/O.
+//! - **Memory.** Anonymous memory is bounded by the options, not by the number of entries:
+//!   at most `size_limit × max_pages` entries wait in the write overlay (dict) or sit in
+//!   resident pages (list), plus a page index of about 50 bytes per page on disk. Reads go
+//!   through a read-only shared mapping of the file: those pages are file-backed, so the
+//!   kernel can drop them under pressure; they never go to swap.
+//! - **Durability.** When [`DiskDict::flush`] / [`DiskList::flush`] returns `Ok`, everything
+//!   written before it survives a crash or a power cut. Pages are written copy-on-write and
+//!   a new header is switched in only after they are synced; killing the process at any
+//!   instant leaves a store that opens with every flushed entry. `close()` flushes and
+//!   reports errors; `Drop` flushes and logs errors through `tracing`.
+//! - **Integrity.** Every page, the root and each header slot carry an XXH3-64 checksum, and
+//!   every archived record is validated by rkyv before it is read without checks. A torn,
+//!   truncated or bit-flipped file gives [`Error::Corrupt`], never a panic or wrong data.
+//! - **Processes and threads.** A store is locked exclusively while open: a second handle,
+//!   in this or another process, gets [`Error::Locked`]. Both types are `Send + Sync`: reads
+//!   take `&self` and run in parallel without locks; writes take `&mut self`.
+//! - **Stable placement.** Keys are placed by a fixed, documented hash (XXH3-64 of the key's
+//!   little-endian `Hash` stream, recorded in the header), so a store finds its keys after
+//!   any dependency upgrade. The file format is described in `docs/paged-format.md`.
+//!
+//! # Files
+//!
+//! A store named `name` is one file, `<location>/name.spdict` or `<location>/name.splist`.
+//! The location defaults to `~/.PySpeedup` (the original's `file_location`); an empty
+//! location is the current directory. Several stores share a folder by using different
+//! basenames; a store never reads another's files.
+
+mod dict;
+mod error;
+mod extent;
+mod file;
+mod hash;
+mod list;
+mod options;
+mod page;
+mod record;
+
+pub use dict::{DICT_EXTENSION, DiskDict, Iter};
+pub use error::{Error, Result};
+pub use list::{DiskList, LIST_EXTENSION, ListIter};
+pub use options::{DEFAULT_MAX_PAGES, DEFAULT_SIZE_LIMIT, Options};
+pub use record::Storable;
+
+/// Re-exported so that users can derive `Archive`, `Serialize` and `Deserialize` for their
+/// own keys and values with the exact rkyv version this crate stores.
+pub use rkyv;
+
+#[cfg(test)]
+mod static_checks {
+    use super::*;
+    const fn assert_send_sync<T: Send + Sync>() {}
+    const _: () = assert_send_sync::<DiskDict<u64, String>>();
+    const _: () = assert_send_sync::<DiskList<String>>();
+    const _: () = assert_send_sync::<Error>();
+}

@@ -1,0 +1,696 @@
+//! [`DiskList`]: a list paged to disk, `size_limit` consecutive items per page.
+//!
+//! Pages are kept in list order with the index of their first item (`starts`), so
+//! locating item `i` is one division when pages are full (a list built by `push`) and a
+//! binary search over pages otherwise. Pages being written are *resident*: their records
+//! sit in an in-memory buffer; at most `max_pages` are resident at once, the least recently
+//! written one going back to disk (copy-on-write) when another is needed. Pages that are
+//! only read are never loaded: reads borrow from the mapped file.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rkyv::util::AlignedVec;
+
+use crate::error::{Error, Result};
+use crate::extent::Extent;
+use crate::file::{Kind, StoreFile};
+use crate::options::Options;
+use crate::page::{self, PageView};
+use crate::record::{self, Span, Storable};
+
+/// File extension of list stores: `<location>/<basename>.splist`.
+pub const LIST_EXTENSION: &str = "splist";
+const ROOT_MAGIC: [u8; 4] = *b"SPLR";
+const PAGE_BYTES: usize = 32;
+
+/// A list whose items live in pages of a memory-mapped file, with bounded RAM.
+///
+/// # Examples
+///
+/// ```
+/// use speedup_paged::{DiskList, Options};
+/// # let dir = tempfile::tempdir()?;
+/// let opts = Options::new().location(dir.path()).size_limit(4);
+/// let mut l: DiskList<u64> = DiskList::open_with("list", &opts)?;
+/// for i in 0..10 {
+///     l.push(i)?;
+/// }
+/// l.insert(0, 100)?;                 // shifts within one page, splits it if full
+/// assert_eq!(l.remove(1)?, 0);
+/// assert_eq!(l.pop()?, Some(9));
+/// assert_eq!(l.len(), 9);
+/// let items: Vec<u64> = l.iter().collect::<Result<_, _>>()?;
+/// assert_eq!(items, [100, 1, 2, 3, 4, 5, 6, 7, 8]);
+/// assert!(l.set(9, 0).is_err());     // past the end: Error::IndexOutOfRange
+/// # Ok::<(), speedup_paged::Error>(())
+/// ```
+///
+/// # Thread safety
+///
+/// `Send + Sync`: reads take `&self` and run in parallel without locks; writes take
+/// `&mut self` (wrap the list in a `RwLock` to share it between writing threads).
+pub struct DiskList<T: Storable> {
+    file: StoreFile,
+    size_limit: usize,
+    max_pages: usize,
+    /// Page ids in list order.
+    order: Vec<u32>,
+    /// `starts[p]`: index of the first item of page `order[p]`.
+    starts: Vec<u64>,
+    /// Pages by id; ids of removed pages are reused.
+    pages: Vec<ListPage>,
+    free_ids: Vec<u32>,
+    /// Ids of the pages that have a buffer (at most `max_pages`, plus the one being written).
+    resident: Vec<u32>,
+    clock: u64,
+    len: u64,
+    dirty: bool,
+    _items: PhantomData<fn() -> T>,
+}
+
+struct ListPage {
+    /// Where the page was last written; `len == 0` if never.
+    disk: Extent,
+    count: u32,
+    checked: AtomicBool,
+    buffer: Option<PageBuffer>,
+}
+
+/// A resident page: records in an arena, one span per item, in order.
+struct PageBuffer {
+    arena: AlignedVec,
+    spans: Vec<Span>,
+    /// Arena bytes no span refers to any more.
+    garbage: usize,
+    dirty: bool,
+    last_used: u64,
+}
+
+impl PageBuffer {
+    fn new() -> Self {
+        PageBuffer {
+            arena: AlignedVec::new(),
+            spans: Vec::new(),
+            garbage: 0,
+            dirty: true,
+            last_used: 0,
+        }
+    }
+
+    /// Copies records into a fresh buffer.
+    fn from_records<'a>(records: impl Iterator<Item = &'a [u8]>) -> Self {
+        let mut buf = PageBuffer::new();
+        for r in records {
+            buf.push_raw(r);
+        }
+        buf
+    }
+
+    fn push_raw(&mut self, bytes: &[u8]) {
+        record::pad(&mut self.arena);
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(bytes);
+        self.spans.push(Span {
+            start,
+            len: bytes.len() as u32,
+        });
+    }
+
+    fn record(&self, i: usize) -> &[u8] {
+        &self.arena[self.spans[i].range()]
+    }
+
+    /// Rewrites the arena without garbage once garbage dominates (keeps `set` bounded).
+    fn compact_if_wasteful(&mut self) {
+        if self.garbage > 4096 && self.garbage > self.arena.len() / 2 {
+            let fresh = PageBuffer::from_records((0..self.spans.len()).map(|i| self.record(i)));
+            (self.arena, self.spans, self.garbage) = (fresh.arena, fresh.spans, 0);
+        }
+    }
+}
+
+impl<T: Storable> fmt::Debug for DiskList<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiskList")
+            .field("path", &self.file.path())
+            .field("len", &self.len)
+            .field("pages", &self.order.len())
+            .field("resident", &self.resident.len())
+            .finish()
+    }
+}
+
+impl<T: Storable> DiskList<T> {
+    /// Opens (or creates) the list `name` in `~/.PySpeedup` with default [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// See [`DiskList::open_with`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(name, &Options::new())
+    }
+
+    /// Opens (or creates) the list `name` in `opts`' location: `<location>/<name>.splist`.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::open_with`](crate::DiskDict::open_with).
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+        let path = opts.store_path(name, LIST_EXTENSION)?;
+        let label = format!("DiskList<{}>", record::type_label::<T>());
+        let mut file = StoreFile::open(&path, Kind::List, &label)?;
+        let header = file.header().clone();
+        let pages = if header.root.len == 0 {
+            Vec::new()
+        } else {
+            decode_root(file.read_checked(header.root)?).map_err(|e| Error::corrupt(&path, e))?
+        };
+        let mut starts = Vec::with_capacity(pages.len());
+        let mut len = 0u64;
+        for p in &pages {
+            starts.push(len);
+            len += u64::from(p.count);
+        }
+        if len != header.entries {
+            return Err(Error::corrupt(
+                &path,
+                format!("pages hold {len} items, the header says {}", header.entries),
+            ));
+        }
+        file.set_live(pages.iter().map(|p| p.disk))?;
+        Ok(DiskList {
+            file,
+            size_limit: opts.get_size_limit(),
+            max_pages: opts.get_max_pages(),
+            order: (0..pages.len() as u32).collect(),
+            starts,
+            pages,
+            free_ids: Vec::new(),
+            resident: Vec::new(),
+            clock: 0,
+            len,
+            dirty: false,
+            _items: PhantomData,
+        })
+    }
+
+    /// Number of items. O(1), no I/O.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the list is empty. O(1), no I/O.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The store file's path.
+    pub fn path(&self) -> &std::path::Path {
+        self.file.path()
+    }
+
+    /// Item `index`, deserialized; `Ok(None)` past the end, like [`slice::get`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] if the item's page fails its checksum or validation.
+    pub fn get(&self, index: usize) -> Result<Option<T>> {
+        self.get_archived(index)?
+            .map(record::to_owned::<T>)
+            .transpose()
+    }
+
+    /// Item `index` in archived form, borrowed from the mapped page or the resident buffer.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskList::get`].
+    pub fn get_archived(&self, index: usize) -> Result<Option<&T::Archived>> {
+        let Some((pos, local)) = self.locate(index as u64) else {
+            return Ok(None);
+        };
+        let id = self.order[pos];
+        let bytes = match &self.pages[id as usize].buffer {
+            Some(buf) => buf.record(local),
+            None => self.page(id)?.record(local, 0),
+        };
+        // SAFETY: resident records were written by `record::append::<T>` or copied from a
+        // validated page; disk records come from `page`, which validated each of them.
+        Ok(Some(unsafe { record::archived::<T>(bytes) }))
+    }
+
+    /// Appends an item. O(1) amortized: items are archived into the resident last page.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serialize`]; I/O errors when a resident page has to be written out to make
+    /// room (the item is in the list even then; a later `flush` retries the write).
+    pub fn push(&mut self, item: T) -> Result<()> {
+        let last_full = self
+            .order
+            .last()
+            .is_none_or(|&id| self.pages[id as usize].count as usize >= self.size_limit);
+        let id = if last_full {
+            let id = self.new_page();
+            self.order.push(id);
+            self.starts.push(self.len);
+            id
+        } else {
+            let id = self.order[self.order.len() - 1];
+            self.make_resident(id)?;
+            id
+        };
+        let appended = self.with_buffer(id, |buf| {
+            let span = record::append(&mut buf.arena, &item)?;
+            buf.spans.push(span);
+            Ok(())
+        });
+        if let Err(e) = appended {
+            if last_full {
+                self.order.pop();
+                self.starts.pop();
+                self.drop_page(id);
+            }
+            return Err(e);
+        }
+        self.pages[id as usize].count += 1;
+        self.len += 1;
+        self.dirty = true;
+        self.evict_except(&[id])
+    }
+
+    /// Replaces item `index` and returns the old one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] past the end; otherwise as [`DiskList::push`].
+    pub fn set(&mut self, index: usize, item: T) -> Result<T> {
+        let (pos, local) = self.locate(index as u64).ok_or(self.out_of_range(index))?;
+        let id = self.order[pos];
+        self.make_resident(id)?;
+        let old = self.with_buffer(id, |buf| {
+            // SAFETY: see `get_archived`.
+            let old = record::to_owned::<T>(unsafe { record::archived::<T>(buf.record(local)) })?;
+            let span = record::append(&mut buf.arena, &item)?;
+            buf.garbage += buf.spans[local].len as usize;
+            buf.spans[local] = span;
+            buf.compact_if_wasteful();
+            Ok(old)
+        })?;
+        self.dirty = true;
+        self.evict_except(&[id])?;
+        Ok(old)
+    }
+
+    /// Inserts `item` at `index`, shifting later items. O(n / size_limit + size_limit): the
+    /// items move within one page (split in two when full) and later pages' offsets shift.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] if `index > len`; otherwise as [`DiskList::push`].
+    pub fn insert(&mut self, index: usize, item: T) -> Result<()> {
+        if index as u64 == self.len {
+            return self.push(item);
+        }
+        let (pos, local) = self.locate(index as u64).ok_or(self.out_of_range(index))?;
+        let id = self.order[pos];
+        self.make_resident(id)?;
+        self.with_buffer(id, |buf| {
+            let span = record::append(&mut buf.arena, &item)?;
+            buf.spans.insert(local, span);
+            Ok(())
+        })?;
+        self.pages[id as usize].count += 1;
+        self.shift_starts(pos + 1, 1);
+        self.len += 1;
+        self.dirty = true;
+        let mut keep = vec![id];
+        if self.pages[id as usize].count as usize > self.size_limit {
+            keep.push(self.split_page(pos));
+        }
+        self.evict_except(&keep)
+    }
+
+    /// Removes and returns item `index`, shifting later items.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] past the end; otherwise as [`DiskList::push`].
+    pub fn remove(&mut self, index: usize) -> Result<T> {
+        let (pos, local) = self.locate(index as u64).ok_or(self.out_of_range(index))?;
+        let id = self.order[pos];
+        self.make_resident(id)?;
+        let old = self.with_buffer(id, |buf| {
+            // SAFETY: see `get_archived`.
+            let old = record::to_owned::<T>(unsafe { record::archived::<T>(buf.record(local)) })?;
+            buf.garbage += buf.spans.remove(local).len as usize;
+            buf.compact_if_wasteful();
+            Ok(old)
+        })?;
+        self.pages[id as usize].count -= 1;
+        self.shift_starts(pos + 1, -1);
+        self.len -= 1;
+        self.dirty = true;
+        if self.pages[id as usize].count == 0 {
+            self.order.remove(pos);
+            self.starts.remove(pos);
+            self.drop_page(id);
+        }
+        Ok(old)
+    }
+
+    /// Removes and returns the last item, or `Ok(None)` if the list is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskList::remove`].
+    pub fn pop(&mut self) -> Result<Option<T>> {
+        match self.len {
+            0 => Ok(None),
+            n => self.remove(n as usize - 1).map(Some),
+        }
+    }
+
+    /// Iterates over the items in order, deserialized.
+    pub fn iter(&self) -> ListIter<'_, T> {
+        ListIter {
+            list: self,
+            index: 0,
+        }
+    }
+
+    /// Makes every change so far durable (see [`DiskDict::flush`](crate::DiskDict::flush)).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors; the store on disk is then still the one of the last successful flush.
+    pub fn flush(&mut self) -> Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        for id in self.resident.clone() {
+            self.write_back(id)?;
+        }
+        let root = encode_root(self.order.iter().map(|&id| &self.pages[id as usize]));
+        self.file.commit(&root, self.len)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Flushes and closes the list, reporting any error.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskList::flush`].
+    pub fn close(mut self) -> Result<()> {
+        let result = self.flush();
+        self.dirty = false;
+        result
+    }
+
+    /// Closes the list **without** flushing: every change since the last successful flush
+    /// is dropped, and the list reopens exactly as that flush left it.
+    pub fn discard(mut self) {
+        self.dirty = false;
+    }
+
+    fn out_of_range(&self, index: usize) -> Error {
+        Error::IndexOutOfRange {
+            index: index as u64,
+            len: self.len,
+        }
+    }
+
+    /// (position in `order`, index within the page) of item `index`.
+    fn locate(&self, index: u64) -> Option<(usize, usize)> {
+        if index >= self.len {
+            return None;
+        }
+        let count = |pos: usize| u64::from(self.pages[self.order[pos] as usize].count);
+        let guess = ((index / self.size_limit as u64) as usize).min(self.order.len() - 1);
+        let pos = if self.starts[guess] <= index && index < self.starts[guess] + count(guess) {
+            guess
+        } else {
+            self.starts.partition_point(|&s| s <= index) - 1
+        };
+        Some((pos, (index - self.starts[pos]) as usize))
+    }
+
+    fn shift_starts(&mut self, from: usize, by: i64) {
+        for s in &mut self.starts[from..] {
+            *s = s.wrapping_add_signed(by);
+        }
+    }
+
+    /// The validated on-disk page of `id` (checksum, structure, every record, once).
+    fn page(&self, id: u32) -> Result<PageView<'_>> {
+        let p = &self.pages[id as usize];
+        if p.checked.load(Ordering::Acquire) {
+            return Ok(PageView::trusted(self.file.read(p.disk)?, 1, false));
+        }
+        let corrupt =
+            |why: String| Error::corrupt(self.file.path(), format!("list page {id}: {why}"));
+        let view = PageView::parse(self.file.read_checked(p.disk)?, 1, false).map_err(corrupt)?;
+        if view.len() != p.count as usize {
+            return Err(corrupt(format!(
+                "holds {} items, the root says {}",
+                view.len(),
+                p.count
+            )));
+        }
+        for i in 0..view.len() {
+            record::check::<T>(view.record(i, 0)).map_err(|e| corrupt(format!("item {i}: {e}")))?;
+        }
+        p.checked.store(true, Ordering::Release);
+        Ok(view)
+    }
+
+    fn new_page(&mut self) -> u32 {
+        let page = ListPage {
+            disk: Extent::default(),
+            count: 0,
+            checked: AtomicBool::new(true),
+            buffer: Some(PageBuffer::new()),
+        };
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.pages[id as usize] = page;
+                id
+            }
+            None => {
+                self.pages.push(page);
+                (self.pages.len() - 1) as u32
+            }
+        };
+        self.resident.push(id);
+        id
+    }
+
+    fn drop_page(&mut self, id: u32) {
+        let page = &mut self.pages[id as usize];
+        page.buffer = None;
+        page.count = 0;
+        let disk = std::mem::take(&mut page.disk);
+        self.file.release(disk);
+        self.resident.retain(|&r| r != id);
+        self.free_ids.push(id);
+    }
+
+    fn with_buffer<R>(
+        &mut self,
+        id: u32,
+        f: impl FnOnce(&mut PageBuffer) -> Result<R>,
+    ) -> Result<R> {
+        self.clock += 1;
+        let clock = self.clock;
+        let Some(buf) = self.pages[id as usize].buffer.as_mut() else {
+            return Err(Error::corrupt(
+                self.file.path(),
+                format!("list page {id} is not resident (internal error)"),
+            ));
+        };
+        buf.last_used = clock;
+        let result = f(buf)?;
+        buf.dirty = true;
+        Ok(result)
+    }
+
+    fn make_resident(&mut self, id: u32) -> Result<()> {
+        if self.pages[id as usize].buffer.is_some() {
+            return Ok(());
+        }
+        let view = self.page(id)?;
+        let mut buf = PageBuffer::from_records((0..view.len()).map(|i| view.record(i, 0)));
+        buf.dirty = false;
+        self.pages[id as usize].buffer = Some(buf);
+        self.resident.push(id);
+        Ok(())
+    }
+
+    /// Splits the page at `pos` in two halves; returns the new page's id.
+    fn split_page(&mut self, pos: usize) -> u32 {
+        let id = self.order[pos];
+        let new_id = self.new_page();
+        let (moved, keep) = {
+            let page = &mut self.pages[id as usize];
+            let Some(buf) = page.buffer.as_mut() else {
+                unreachable!("split_page is called right after make_resident");
+            };
+            let keep = buf.spans.len() / 2;
+            let moved = PageBuffer::from_records((keep..buf.spans.len()).map(|i| buf.record(i)));
+            buf.garbage += buf.spans[keep..]
+                .iter()
+                .map(|s| s.len as usize)
+                .sum::<usize>();
+            buf.spans.truncate(keep);
+            buf.dirty = true;
+            page.count = keep as u32;
+            (moved, keep)
+        };
+        let new_page = &mut self.pages[new_id as usize];
+        new_page.count = moved.spans.len() as u32;
+        new_page.buffer = Some(moved);
+        self.order.insert(pos + 1, new_id);
+        self.starts.insert(pos + 1, self.starts[pos] + keep as u64);
+        new_id
+    }
+
+    /// Writes resident pages back until at most `max_pages` are resident, least recently
+    /// written first, never one of `keep`.
+    fn evict_except(&mut self, keep: &[u32]) -> Result<()> {
+        while self.resident.len() > self.max_pages {
+            let victim = self
+                .resident
+                .iter()
+                .copied()
+                .filter(|id| !keep.contains(id))
+                .min_by_key(|&id| {
+                    self.pages[id as usize]
+                        .buffer
+                        .as_ref()
+                        .map_or(0, |b| b.last_used)
+                });
+            let Some(victim) = victim else {
+                return Ok(());
+            };
+            self.write_back(victim)?;
+            self.pages[victim as usize].buffer = None;
+            self.resident.retain(|&r| r != victim);
+        }
+        Ok(())
+    }
+
+    /// Writes a dirty resident page to a new extent (copy-on-write); it stays resident.
+    fn write_back(&mut self, id: u32) -> Result<()> {
+        let Some(buf) = self.pages[id as usize].buffer.as_ref().filter(|b| b.dirty) else {
+            return Ok(());
+        };
+        let records: Vec<&[u8]> = (0..buf.spans.len()).map(|i| buf.record(i)).collect();
+        let bytes = page::encode(None, 1, &records);
+        let extent = self.file.write(&bytes)?;
+        let page = &mut self.pages[id as usize];
+        let old = std::mem::replace(&mut page.disk, extent);
+        page.checked = AtomicBool::new(true);
+        if let Some(buf) = page.buffer.as_mut() {
+            buf.dirty = false;
+        }
+        self.file.release(old);
+        Ok(())
+    }
+}
+
+/// Root: "SPLR", u32 page count, then per page in list order: offset, length, checksum,
+/// item count (u64 each, little-endian).
+fn encode_root<'a>(pages: impl ExactSizeIterator<Item = &'a ListPage>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + pages.len() * PAGE_BYTES);
+    out.extend_from_slice(&ROOT_MAGIC);
+    out.extend_from_slice(&(pages.len() as u32).to_le_bytes());
+    for p in pages {
+        for v in [
+            p.disk.offset,
+            p.disk.len,
+            p.disk.checksum,
+            u64::from(p.count),
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    out
+}
+
+fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<ListPage>, String> {
+    if bytes.len() < 8 || bytes[..4] != ROOT_MAGIC {
+        return Err("the root's magic is wrong".into());
+    }
+    let n = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+    if bytes.len() != 8 + n * PAGE_BYTES {
+        return Err(format!("the root's length does not match its {n} pages"));
+    }
+    let u64_at = |at: usize| {
+        let mut a = [0; 8];
+        a.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(a)
+    };
+    (0..n)
+        .map(|i| {
+            let at = 8 + i * PAGE_BYTES;
+            let disk = Extent {
+                offset: u64_at(at),
+                len: u64_at(at + 8),
+                checksum: u64_at(at + 16),
+            };
+            let count = u32::try_from(u64_at(at + 24))
+                .ok()
+                .filter(|&c| c > 0 && disk.len > 0);
+            let count = count.ok_or_else(|| format!("page {i} has an impossible item count"))?;
+            Ok(ListPage {
+                disk,
+                count,
+                checked: AtomicBool::new(false),
+                buffer: None,
+            })
+        })
+        .collect()
+}
+
+impl<T: Storable> Drop for DiskList<T> {
+    /// Flushes; errors are logged through `tracing` (use [`DiskList::close`] to see them).
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            tracing::error!(path = %self.file.path().display(), %error, "DiskList: flush on drop failed; items changed since the last successful flush are lost");
+        }
+    }
+}
+
+/// Iterator over a [`DiskList`]'s items; see [`DiskList::iter`].
+pub struct ListIter<'a, T: Storable> {
+    list: &'a DiskList<T>,
+    index: usize,
+}
+
+impl<T: Storable> fmt::Debug for ListIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListIter")
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl<T: Storable> Iterator for ListIter<'_, T> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.list.get(self.index).transpose()?;
+        self.index += 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.list.len().saturating_sub(self.index);
+        (left, Some(left))
+    }
+}
+
+impl<T: Storable> ExactSizeIterator for ListIter<'_, T> {}
