@@ -11,7 +11,6 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use hashbrown::HashTable;
 use rkyv::util::AlignedVec;
 
 use crate::error::{Error, Result};
@@ -19,8 +18,9 @@ use crate::extent::Extent;
 use crate::file::{Kind, StoreFile};
 use crate::hash::stable_hash;
 use crate::options::Options;
+use crate::overlay::{Overlay, Pending};
 use crate::page::{self, PageView};
-use crate::record::{self, Span, Storable};
+use crate::record::{self, Storable};
 
 /// File extension of dict stores: `<location>/<basename>.spdict`.
 pub const DICT_EXTENSION: &str = "spdict";
@@ -41,7 +41,7 @@ const BUCKET_BYTES: usize = 48;
 ///
 /// ```
 /// use speedup_paged::{DiskDict, Options};
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// let opts = Options::new().location(dir.path());
 /// let mut d: DiskDict<u64, String> = DiskDict::open_with("test", &opts)?;
 /// for i in 0..10u64 {
@@ -70,7 +70,7 @@ pub struct DiskDict<K: Storable + Hash + Eq, V: Storable> {
     /// 2^global_depth slots, each a bucket index.
     dir: Vec<u32>,
     buckets: Vec<Bucket>,
-    pending: HashTable<Pending<K>>,
+    overlay: Overlay<K>,
     len: u64,
     /// Something changed since the last commit.
     dirty: bool,
@@ -87,28 +87,13 @@ struct Bucket {
     checked: AtomicBool,
 }
 
-/// A write not yet merged into a page.
-struct Pending<K> {
-    hash: u64,
-    key: K,
-    /// `None` is a removal.
-    put: Option<Put>,
-}
-
-/// The key and value records of an insert, in one buffer.
-struct Put {
-    record: AlignedVec,
-    key: Span,
-    value: Span,
-}
-
 impl<K: Storable + Hash + Eq, V: Storable> fmt::Debug for DiskDict<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DiskDict")
             .field("path", &self.file.path())
             .field("len", &self.len)
             .field("pages", &self.buckets.len())
-            .field("pending", &self.pending.len())
+            .field("pending", &self.overlay.len())
             .finish()
     }
 }
@@ -139,11 +124,7 @@ where
     /// file is not a readable dict of these types.
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
         let path = opts.store_path(name, DICT_EXTENSION)?;
-        let label = format!(
-            "DiskDict<{}, {}>",
-            record::type_label::<K>(),
-            record::type_label::<V>()
-        );
+        let label = format!("DiskDict<{}, {}>", record::type_label::<K>(), record::type_label::<V>());
         let mut file = StoreFile::open(&path, Kind::Dict, &label)?;
         let header = file.header().clone();
         let buckets = if header.root.len == 0 {
@@ -151,16 +132,12 @@ where
         } else {
             decode_root(file.read_checked(header.root)?).map_err(|e| Error::corrupt(&path, e))?
         };
-        let (global_depth, dir) =
-            build_directory(&buckets).map_err(|e| Error::corrupt(&path, e))?;
+        let (global_depth, dir) = build_directory(&buckets).map_err(|e| Error::corrupt(&path, e))?;
         let total: u64 = buckets.iter().map(|b| u64::from(b.count)).sum();
         if total != header.entries {
             return Err(Error::corrupt(
                 &path,
-                format!(
-                    "pages hold {total} entries, the header says {}",
-                    header.entries
-                ),
+                format!("pages hold {total} entries, the header says {}", header.entries),
             ));
         }
         file.set_live(buckets.iter().map(|b| b.page).filter(|p| p.len > 0))?;
@@ -171,7 +148,7 @@ where
             global_depth,
             dir,
             buckets,
-            pending: HashTable::new(),
+            overlay: Overlay::default(),
             len: header.entries,
             dirty: false,
             _types: PhantomData,
@@ -210,7 +187,7 @@ where
     ///
     /// ```
     /// # use speedup_paged::{DiskDict, Options};
-    /// # let dir = tempfile::tempdir()?;
+    /// # let dir = tempfile::tempdir().unwrap();
     /// # let opts = Options::new().location(dir.path());
     /// let mut d: DiskDict<u32, String> = DiskDict::open_with("zc", &opts)?;
     /// d.insert(1, "one".repeat(100))?;
@@ -225,13 +202,8 @@ where
     /// As [`DiskDict::get`].
     pub fn get_archived(&self, key: &K) -> Result<Option<&V::Archived>> {
         let hash = stable_hash(key);
-        if let Some(p) = self.find_pending(hash, key) {
-            // SAFETY: `put.record` was produced by `record::append::<V>` for this span in
-            // `insert`, and is immutable while `&self` is borrowed.
-            return Ok(p
-                .put
-                .as_ref()
-                .map(|put| unsafe { record::archived::<V>(&put.record[put.value.range()]) }));
+        if let Some(p) = self.overlay.find(hash, key) {
+            return Ok(self.pending_value(p));
         }
         Ok(self.find_on_disk(hash, key)?.map(|(_, value)| value))
     }
@@ -257,15 +229,7 @@ where
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>> {
         let hash = stable_hash(&key);
         let old = self.owned_by_hash(hash, &key)?;
-        let mut record = AlignedVec::with_capacity(64);
-        let key_span = record::append(&mut record, &key)?;
-        let value_span = record::append(&mut record, &value)?;
-        let put = Put {
-            record,
-            key: key_span,
-            value: value_span,
-        };
-        self.set_pending(hash, key, Some(put));
+        self.overlay.put(hash, key, &value)?;
         if old.is_none() {
             self.len += 1;
         }
@@ -280,25 +244,19 @@ where
     /// As [`DiskDict::insert`].
     pub fn remove(&mut self, key: &K) -> Result<Option<V>> {
         let hash = stable_hash(key);
-        let old = if let Some(p) = self
-            .pending
-            .find_mut(hash, |p| p.hash == hash && p.key == *key)
-        {
-            let Some(put) = &p.put else {
+        let old = if let Some(p) = self.overlay.find(hash, key) {
+            let Some(value) = self.pending_value(p) else {
                 return Ok(None); // already removed
             };
-            // SAFETY: as in `get_archived`.
-            let old = record::to_owned::<V>(unsafe {
-                record::archived::<V>(&put.record[put.value.range()])
-            })?;
-            p.put = None; // the entry becomes a tombstone that keeps its owned key
+            let old = record::to_owned::<V>(value)?;
+            self.overlay.remove_pending(hash, key); // a tombstone that keeps its owned key
             old
         } else {
             let Some((stored_key, archived)) = self.find_on_disk(hash, key)? else {
                 return Ok(None);
             };
             let old = record::to_owned::<V>(archived)?;
-            self.set_pending(hash, stored_key, None);
+            self.overlay.remove(hash, stored_key);
             old
         };
         self.len -= 1;
@@ -310,12 +268,7 @@ where
     ///
     /// A page that fails validation yields one `Err` and the iteration goes on with the next.
     pub fn iter(&self) -> Iter<'_, K, V> {
-        Iter {
-            dict: self,
-            bucket: 0,
-            index: 0,
-            overlay: self.pending.iter(),
-        }
+        Iter { dict: self, bucket: 0, index: 0, overlay: self.overlay.iter() }
     }
 
     /// Makes every entry written so far durable: merges the overlay into pages, writes them
@@ -356,20 +309,16 @@ where
         self.dirty = false;
     }
 
-    fn find_pending(&self, hash: u64, key: &K) -> Option<&Pending<K>> {
-        if self.pending.is_empty() {
-            return None;
-        }
-        self.pending.find(hash, |p| p.hash == hash && p.key == *key)
+    /// The archived value of a pending write (`None` for a removal).
+    fn pending_value<'a>(&'a self, p: &Pending<K>) -> Option<&'a V::Archived> {
+        // SAFETY: pending value spans were written by `record::append::<V>` in
+        // `Overlay::put`, into an arena that is immutable while `&self` is borrowed.
+        p.put.map(|(_, value)| unsafe { record::archived::<V>(self.overlay.bytes(value)) })
     }
 
     fn owned_by_hash(&self, hash: u64, key: &K) -> Result<Option<V>> {
-        let archived = match self.find_pending(hash, key) {
-            // SAFETY: as in `get_archived`.
-            Some(p) => p
-                .put
-                .as_ref()
-                .map(|put| unsafe { record::archived::<V>(&put.record[put.value.range()]) }),
+        let archived = match self.overlay.find(hash, key) {
+            Some(p) => self.pending_value(p),
             None => self.find_on_disk(hash, key)?.map(|(_, value)| value),
         };
         archived.map(record::to_owned::<V>).transpose()
@@ -384,13 +333,10 @@ where
         let mut i = view.lower_bound(hash);
         while i < view.len() && view.hash(i) == hash {
             // SAFETY: `page` returns only pages whose records all passed `record::check`.
-            let stored =
-                record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
+            let stored = record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
             if stored == *key {
                 // SAFETY: as above.
-                return Ok(Some((stored, unsafe {
-                    record::archived::<V>(view.record(i, 1))
-                })));
+                return Ok(Some((stored, unsafe { record::archived::<V>(view.record(i, 1)) })));
             }
             i += 1;
         }
@@ -412,16 +358,11 @@ where
             return Ok(Some(PageView::trusted(self.file.read(b.page)?, 2, true)));
         }
         let bytes = self.file.read_checked(b.page)?;
-        let corrupt = |why: String| {
-            Error::corrupt(self.file.path(), format!("page of bucket {bucket}: {why}"))
-        };
+        let corrupt =
+            |why: String| Error::corrupt(self.file.path(), format!("page of bucket {bucket}: {why}"));
         let view = PageView::parse(bytes, 2, true).map_err(corrupt)?;
         if view.len() != b.count as usize {
-            return Err(corrupt(format!(
-                "holds {} entries, the root says {}",
-                view.len(),
-                b.count
-            )));
+            return Err(corrupt(format!("holds {} entries, the root says {}", view.len(), b.count)));
         }
         let mask = (1u64 << b.local_depth) - 1;
         for i in 0..view.len() {
@@ -429,67 +370,59 @@ where
                 return Err(corrupt(format!("entry {i} belongs to another bucket")));
             }
             record::check::<K>(view.record(i, 0)).map_err(|e| corrupt(format!("key {i}: {e}")))?;
-            record::check::<V>(view.record(i, 1))
-                .map_err(|e| corrupt(format!("value {i}: {e}")))?;
+            record::check::<V>(view.record(i, 1)).map_err(|e| corrupt(format!("value {i}: {e}")))?;
         }
         // Racing readers may validate the same page twice; both reach the same verdict.
         b.checked.store(true, Ordering::Release);
         Ok(Some(view))
     }
 
-    fn set_pending(&mut self, hash: u64, key: K, put: Option<Put>) {
-        match self
-            .pending
-            .find_mut(hash, |p| p.hash == hash && p.key == key)
-        {
-            Some(p) => p.put = put,
-            None => {
-                self.pending
-                    .insert_unique(hash, Pending { hash, key, put }, |p| p.hash);
-            }
-        }
-    }
-
     fn after_write(&mut self) -> Result<()> {
         self.dirty = true;
-        if self.pending.len() > self.max_pending {
+        if self.overlay.is_full(self.max_pending) {
             self.merge_overlay()?;
         }
         Ok(())
     }
 
     /// Merges every pending write into its bucket's page. On error, the writes not yet
-    /// merged go back into the overlay, so nothing is lost and a retry continues.
+    /// merged stay in the overlay, so nothing is lost and a retry continues.
     fn merge_overlay(&mut self) -> Result<()> {
-        let mut ops: Vec<(usize, Pending<K>)> =
-            self.pending.drain().map(|p| (0, p)).collect::<Vec<_>>();
-        for (bucket, p) in &mut ops {
-            *bucket = self.bucket_of(p.hash);
-        }
-        ops.sort_unstable_by_key(|(bucket, p)| (*bucket, p.hash));
+        let mut overlay = std::mem::take(&mut self.overlay);
+        overlay.sort_for_merge(|p| (self.bucket_of(p.hash), p.hash));
+        let entries = overlay.entries();
         let mut start = 0;
-        while start < ops.len() {
-            let bucket = ops[start].0;
-            let end = start + ops[start..].partition_point(|(b, _)| *b == bucket);
-            if let Err(e) = self.merge_bucket(bucket, &ops[start..end]) {
-                for (_, p) in ops.drain(start..) {
-                    self.pending.insert_unique(p.hash, p, |p| p.hash);
-                }
-                return Err(e);
+        let mut failure = None;
+        while start < entries.len() {
+            // Splitting a bucket only re-points that bucket's slots, so the buckets of the
+            // entries still to merge are the ones they were sorted by.
+            let bucket = self.bucket_of(entries[start].hash);
+            let end = start + entries[start..].partition_point(|p| self.bucket_of(p.hash) == bucket);
+            if let Err(e) = self.merge_bucket(bucket, &overlay, &entries[start..end]) {
+                failure = Some(e);
+                break;
             }
             start = end;
         }
-        Ok(())
+        match failure {
+            Some(e) => {
+                overlay.restore(start);
+                self.overlay = overlay;
+                Err(e)
+            }
+            None => {
+                overlay.clear();
+                self.overlay = overlay;
+                Ok(())
+            }
+        }
     }
 
-    fn merge_bucket(&mut self, bucket: usize, ops: &[(usize, Pending<K>)]) -> Result<()> {
-        let (local_depth, prefix) = (
-            self.buckets[bucket].local_depth,
-            self.buckets[bucket].prefix,
-        );
+    fn merge_bucket(&mut self, bucket: usize, overlay: &Overlay<K>, ops: &[Pending<K>]) -> Result<()> {
+        let (local_depth, prefix) = (self.buckets[bucket].local_depth, self.buckets[bucket].prefix);
         let groups = {
             let view = self.page(bucket)?;
-            let merged = merge_entries(view, ops)?;
+            let merged = merge_entries(view, overlay, ops)?;
             split(merged, local_depth, prefix, self.size_limit)
                 .into_iter()
                 .map(|g| {
@@ -515,13 +448,7 @@ where
         let old = self.buckets[bucket].page;
         self.file.release(old);
         for (i, ((depth, prefix, count, _), page)) in groups.into_iter().zip(written).enumerate() {
-            let b = Bucket {
-                local_depth: depth,
-                prefix,
-                page,
-                count,
-                checked: AtomicBool::new(true),
-            };
+            let b = Bucket { local_depth: depth, prefix, page, count, checked: AtomicBool::new(true) };
             let index = if i == 0 {
                 self.buckets[bucket] = b;
                 bucket
@@ -553,41 +480,37 @@ type Entry<'a> = (u64, &'a [u8], &'a [u8]);
 /// The page's entries overridden by the overlay, in hash order.
 fn merge_entries<'a, K: Storable + Eq>(
     view: Option<PageView<'a>>,
-    ops: &'a [(usize, Pending<K>)],
+    overlay: &'a Overlay<K>,
+    ops: &'a [Pending<K>],
 ) -> Result<Vec<Entry<'a>>> {
     let disk_len = view.map_or(0, |v| v.len());
     let mut out = Vec::with_capacity(disk_len + ops.len());
     let mut next_op = 0;
     let emit_op = |p: &'a Pending<K>, out: &mut Vec<Entry<'a>>| {
-        if let Some(put) = &p.put {
-            out.push((
-                p.hash,
-                &put.record[put.key.range()],
-                &put.record[put.value.range()],
-            ));
+        if let Some((key, value)) = p.put {
+            out.push((p.hash, overlay.bytes(key), overlay.bytes(value)));
         }
     };
     if let Some(view) = view {
         for i in 0..view.len() {
             let hash = view.hash(i);
-            while next_op < ops.len() && ops[next_op].1.hash < hash {
-                emit_op(&ops[next_op].1, &mut out);
+            while next_op < ops.len() && ops[next_op].hash < hash {
+                emit_op(&ops[next_op], &mut out);
                 next_op += 1;
             }
-            let same_hash = ops[next_op..].iter().take_while(|(_, p)| p.hash == hash);
+            let same_hash = ops[next_op..].iter().take_while(|p| p.hash == hash);
             let mut overridden = false;
             if same_hash.clone().next().is_some() {
                 // SAFETY: `view` came from `DiskDict::page`, which validated every record.
-                let key =
-                    record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
-                overridden = same_hash.into_iter().any(|(_, p)| p.key == key);
+                let key = record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
+                overridden = same_hash.into_iter().any(|p| p.key == key);
             }
             if !overridden {
                 out.push((hash, view.record(i, 0), view.record(i, 1)));
             }
         }
     }
-    for (_, p) in &ops[next_op..] {
+    for p in &ops[next_op..] {
         emit_op(p, &mut out);
     }
     Ok(out)
@@ -604,11 +527,7 @@ struct Group<'a> {
 /// impl makes big pages, never a runaway directory.
 fn split(entries: Vec<Entry<'_>>, local_depth: u8, prefix: u64, limit: usize) -> Vec<Group<'_>> {
     let mut out = Vec::new();
-    let mut stack = vec![Group {
-        local_depth,
-        prefix,
-        entries,
-    }];
+    let mut stack = vec![Group { local_depth, prefix, entries }];
     while let Some(g) = stack.pop() {
         let depth_mask = ((1u64 << MAX_DEPTH) - 1) & !((1u64 << g.local_depth) - 1);
         let separable = g
@@ -621,16 +540,8 @@ fn split(entries: Vec<Entry<'_>>, local_depth: u8, prefix: u64, limit: usize) ->
         }
         let bit = 1u64 << g.local_depth;
         let (high, low): (Vec<_>, Vec<_>) = g.entries.into_iter().partition(|e| e.0 & bit != 0);
-        stack.push(Group {
-            local_depth: g.local_depth + 1,
-            prefix: g.prefix | bit,
-            entries: high,
-        });
-        stack.push(Group {
-            local_depth: g.local_depth + 1,
-            prefix: g.prefix,
-            entries: low,
-        });
+        stack.push(Group { local_depth: g.local_depth + 1, prefix: g.prefix | bit, entries: high });
+        stack.push(Group { local_depth: g.local_depth + 1, prefix: g.prefix, entries: low });
     }
     out
 }
@@ -643,13 +554,7 @@ fn encode_group(entries: &[Entry<'_>]) -> AlignedVec {
 
 impl Bucket {
     fn empty(local_depth: u8, prefix: u64) -> Self {
-        Bucket {
-            local_depth,
-            prefix,
-            page: Extent::default(),
-            count: 0,
-            checked: AtomicBool::new(true),
-        }
+        Bucket { local_depth, prefix, page: Extent::default(), count: 0, checked: AtomicBool::new(true) }
     }
 }
 
@@ -661,13 +566,7 @@ fn encode_root(buckets: &[Bucket]) -> Vec<u8> {
     out.extend_from_slice(&(buckets.len() as u32).to_le_bytes());
     for b in buckets {
         out.extend_from_slice(&[b.local_depth, 0, 0, 0, 0, 0, 0, 0]);
-        for v in [
-            b.prefix,
-            b.page.offset,
-            b.page.len,
-            b.page.checksum,
-            u64::from(b.count),
-        ] {
+        for v in [b.prefix, b.page.offset, b.page.len, b.page.checksum, u64::from(b.count)] {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -692,31 +591,15 @@ fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<Bucket>, String> {
             let at = 8 + i * BUCKET_BYTES;
             let local_depth = bytes[at];
             let prefix = u64_at(at + 8);
-            let page = Extent {
-                offset: u64_at(at + 16),
-                len: u64_at(at + 24),
-                checksum: u64_at(at + 32),
-            };
-            let count = u32::try_from(u64_at(at + 40))
-                .map_err(|_| format!("bucket {i} count is absurd"))?;
+            let page = Extent { offset: u64_at(at + 16), len: u64_at(at + 24), checksum: u64_at(at + 32) };
+            let count = u32::try_from(u64_at(at + 40)).map_err(|_| format!("bucket {i} count is absurd"))?;
             if local_depth > MAX_DEPTH || prefix >> local_depth != 0 {
-                return Err(format!(
-                    "bucket {i} has depth {local_depth} and prefix {prefix:#x}"
-                ));
+                return Err(format!("bucket {i} has depth {local_depth} and prefix {prefix:#x}"));
             }
             if (page.len == 0) != (count == 0) {
-                return Err(format!(
-                    "bucket {i} has {count} entries but a page of {} bytes",
-                    page.len
-                ));
+                return Err(format!("bucket {i} has {count} entries but a page of {} bytes", page.len));
             }
-            Ok(Bucket {
-                local_depth,
-                prefix,
-                page,
-                count,
-                checked: AtomicBool::new(false),
-            })
+            Ok(Bucket { local_depth, prefix, page, count, checked: AtomicBool::new(false) })
         })
         .collect()
 }
@@ -755,15 +638,12 @@ pub struct Iter<'a, K: Storable + Hash + Eq, V: Storable> {
     dict: &'a DiskDict<K, V>,
     bucket: usize,
     index: usize,
-    overlay: hashbrown::hash_table::Iter<'a, Pending<K>>,
+    overlay: std::slice::Iter<'a, Pending<K>>,
 }
 
 impl<K: Storable + Hash + Eq, V: Storable> fmt::Debug for Iter<'_, K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Iter")
-            .field("bucket", &self.bucket)
-            .field("index", &self.index)
-            .finish()
+        f.debug_struct("Iter").field("bucket", &self.bucket).field("index", &self.index).finish()
     }
 }
 
@@ -791,12 +671,11 @@ where
             let i = self.index;
             self.index += 1;
             // SAFETY: `page` validated every record of the page.
-            let key =
-                match record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) }) {
-                    Ok(key) => key,
-                    Err(e) => return Some(Err(e)),
-                };
-            if dict.find_pending(view.hash(i), &key).is_some() {
+            let key = match record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) }) {
+                Ok(key) => key,
+                Err(e) => return Some(Err(e)),
+            };
+            if dict.overlay.find(view.hash(i), &key).is_some() {
                 continue; // shadowed by a newer write, reported from the overlay below
             }
             // SAFETY: as above.
@@ -804,17 +683,15 @@ where
             return Some(value.map(|v| (key, v)));
         }
         for p in self.overlay.by_ref() {
-            if let Some(put) = &p.put {
-                // SAFETY: written by `record::append::<K>` / `<V>` in `insert`.
+            if let Some((key, value)) = p.put {
+                // SAFETY: written by `record::append::<K>` / `<V>` in `Overlay::put`.
                 let (k, v) = unsafe {
                     (
-                        record::archived::<K>(&put.record[put.key.range()]),
-                        record::archived::<V>(&put.record[put.value.range()]),
+                        record::archived::<K>(dict.overlay.bytes(key)),
+                        record::archived::<V>(dict.overlay.bytes(value)),
                     )
                 };
-                return Some(
-                    record::to_owned::<K>(k).and_then(|k| Ok((k, record::to_owned::<V>(v)?))),
-                );
+                return Some(record::to_owned::<K>(k).and_then(|k| Ok((k, record::to_owned::<V>(v)?))));
             }
         }
         None

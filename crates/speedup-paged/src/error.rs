@@ -64,9 +64,7 @@ pub enum Error {
     },
 
     /// The file was written in a format this build does not read.
-    #[error(
-        "{path} uses store format {found}, but this build of speedup-paged reads format {supported}"
-    )]
+    #[error("{path} uses store format {found}, but this build of speedup-paged reads format {supported}")]
     UnsupportedFormat {
         /// The store file.
         path: PathBuf,
@@ -131,20 +129,12 @@ impl Error {
     /// [`Error::DiskFull`] so callers can match on it.
     pub(crate) fn io(path: &std::path::Path, source: io::Error) -> Self {
         if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
-            return Error::DiskFull {
-                path: path.to_path_buf(),
-            };
+            return Error::DiskFull { path: path.to_path_buf() };
         }
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.to_path_buf(), source }
     }
 
     pub(crate) fn corrupt(path: &std::path::Path, reason: impl Into<String>) -> Self {
-        Error::Corrupt {
-            path: path.to_path_buf(),
-            reason: reason.into(),
-        }
+        Error::Corrupt { path: path.to_path_buf(), reason: reason.into() }
     }
 }

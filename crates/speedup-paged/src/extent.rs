@@ -44,15 +44,10 @@ impl Extents {
     /// Returns the first overlapping pair, if any, as an error message.
     pub(crate) fn from_live(start: u64, mut live: Vec<(u64, u64)>) -> Result<Self, String> {
         live.sort_unstable();
-        let mut this = Extents {
-            end: start,
-            ..Default::default()
-        };
+        let mut this = Extents { end: start, ..Default::default() };
         for (offset, len) in live {
             if offset < this.end {
-                return Err(format!(
-                    "extent at {offset} overlaps the one before it or the header"
-                ));
+                return Err(format!("extent at {offset} overlaps the one before it or the header"));
             }
             if offset > this.end {
                 this.insert_free(this.end, offset - this.end);
@@ -144,11 +139,7 @@ mod tests {
     use super::*;
 
     fn ext(offset: u64, len: u64) -> Extent {
-        Extent {
-            offset,
-            len,
-            checksum: 0,
-        }
+        Extent { offset, len, checksum: 0 }
     }
 
     #[test]

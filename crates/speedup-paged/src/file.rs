@@ -111,11 +111,7 @@ impl StoreFile {
         if !path.exists() {
             create(path, kind, &label)?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
+        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -149,17 +145,10 @@ impl StoreFile {
     /// rest of the file becomes free space. Overlaps mean a corrupt root.
     pub(crate) fn set_live(&mut self, live: impl Iterator<Item = Extent>) -> Result<()> {
         let root = self.header.root;
-        let ranges = live
-            .chain((root.len > 0).then_some(root))
-            .map(|e| (e.offset, e.footprint()))
-            .collect();
-        self.extents =
-            Extents::from_live(DATA_START, ranges).map_err(|e| Error::corrupt(&self.path, e))?;
+        let ranges = live.chain((root.len > 0).then_some(root)).map(|e| (e.offset, e.footprint())).collect();
+        self.extents = Extents::from_live(DATA_START, ranges).map_err(|e| Error::corrupt(&self.path, e))?;
         if self.extents.end() > self.map.len() as u64 {
-            return Err(Error::corrupt(
-                &self.path,
-                "an extent lies past the end of the file",
-            ));
+            return Err(Error::corrupt(&self.path, "an extent lies past the end of the file"));
         }
         Ok(())
     }
@@ -171,10 +160,7 @@ impl StoreFile {
         if checksum(bytes) != extent.checksum {
             return Err(Error::corrupt(
                 &self.path,
-                format!(
-                    "checksum mismatch in the {} bytes at offset {}",
-                    extent.len, extent.offset
-                ),
+                format!("checksum mismatch in the {} bytes at offset {}", extent.len, extent.offset),
             ));
         }
         Ok(bytes)
@@ -191,10 +177,7 @@ impl StoreFile {
             Some(range) => Ok(&self.map[range]),
             None => Err(Error::corrupt(
                 &self.path,
-                format!(
-                    "extent {}+{} lies outside the file",
-                    extent.offset, extent.len
-                ),
+                format!("extent {}+{} lies outside the file", extent.offset, extent.len),
             )),
         }
     }
@@ -202,16 +185,10 @@ impl StoreFile {
     /// Writes `bytes` to free space and returns its extent (not yet durable).
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<Extent> {
         let offset = self.extents.allocate(bytes.len() as u64);
-        let extent = Extent {
-            offset,
-            len: bytes.len() as u64,
-            checksum: checksum(bytes),
-        };
-        let written = self.ensure_capacity(self.extents.end()).and_then(|()| {
-            self.file
-                .write_all_at(bytes, offset)
-                .map_err(|e| Error::io(&self.path, e))
-        });
+        let extent = Extent { offset, len: bytes.len() as u64, checksum: checksum(bytes) };
+        let written = self
+            .ensure_capacity(self.extents.end())
+            .and_then(|()| self.file.write_all_at(bytes, offset).map_err(|e| Error::io(&self.path, e)));
         if let Err(e) = written {
             self.extents.release(extent);
             return Err(e);
@@ -229,19 +206,12 @@ impl StoreFile {
     /// the old or the new header current, each complete.
     pub(crate) fn commit(&mut self, root: &[u8], entries: u64) -> Result<()> {
         let root = self.write(root)?;
-        let header = Header {
-            generation: self.header.generation + 1,
-            root,
-            entries,
-        };
+        let header = Header { generation: self.header.generation + 1, root, entries };
         let slot = encode_slot(self.kind, &self.label, &header);
         let synced = self
             .file
             .sync_data()
-            .and_then(|()| {
-                self.file
-                    .write_all_at(&slot, (header.generation % 2) * SLOT)
-            })
+            .and_then(|()| self.file.write_all_at(&slot, (header.generation % 2) * SLOT))
             .and_then(|()| self.file.sync_data())
             .map_err(|e| Error::io(&self.path, e));
         if let Err(e) = synced {
@@ -260,13 +230,8 @@ impl StoreFile {
         if end <= current {
             return Ok(());
         }
-        let target = end
-            .max(current + current / 2)
-            .max(current + GROW_MIN)
-            .next_multiple_of(1 << 16);
-        self.file
-            .set_len(target)
-            .map_err(|e| Error::io(&self.path, e))?;
+        let target = end.max(current + current / 2).max(current + GROW_MIN).next_multiple_of(1 << 16);
+        self.file.set_len(target).map_err(|e| Error::io(&self.path, e))?;
         self.map = map(&self.file, &self.path)?;
         Ok(())
     }
@@ -301,17 +266,8 @@ fn create(path: &Path, kind: Kind, label: &str) -> Result<()> {
         std::process::id()
     ));
     let result = (|| -> io::Result<()> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        let first = Header {
-            generation: 1,
-            root: Extent::default(),
-            entries: 0,
-        };
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp)?;
+        let first = Header { generation: 1, root: Extent::default(), entries: 0 };
         file.write_all_at(&encode_slot(kind, label, &first), 0)?;
         file.set_len(DATA_START)?;
         file.sync_all()?;
@@ -386,11 +342,7 @@ fn decode_slot(b: &[u8]) -> Option<Slot> {
         label: String::from_utf8_lossy(&b[LABEL_AT..LABEL_AT + label_len]).into_owned(),
         header: Header {
             generation: u64_at(b, 24),
-            root: Extent {
-                offset: u64_at(b, 40),
-                len: u64_at(b, 48),
-                checksum: u64_at(b, 56),
-            },
+            root: Extent { offset: u64_at(b, 40), len: u64_at(b, 48), checksum: u64_at(b, 56) },
             entries: u64_at(b, 64),
         },
     })
@@ -402,15 +354,11 @@ fn read_header(file: &File, path: &Path, len: u64, kind: Kind, label: &str) -> R
         return Err(if len < 8 || !starts_with_magic(file) {
             Error::NotAStore { path: path.into() }
         } else {
-            Error::corrupt(
-                path,
-                format!("the file is {len} bytes, shorter than its two header slots"),
-            )
+            Error::corrupt(path, format!("the file is {len} bytes, shorter than its two header slots"))
         });
     }
     let mut slots = vec![0u8; DATA_START as usize];
-    file.read_exact_at(&mut slots, 0)
-        .map_err(|e| Error::io(path, e))?;
+    file.read_exact_at(&mut slots, 0).map_err(|e| Error::io(path, e))?;
     let (a, b) = slots.split_at(SLOT as usize);
     let current = match (decode_slot(a), decode_slot(b)) {
         (Some(a), Some(b)) => {
@@ -425,10 +373,7 @@ fn read_header(file: &File, path: &Path, len: u64, kind: Kind, label: &str) -> R
             return Err(Error::NotAStore { path: path.into() });
         }
         (None, None) => {
-            return Err(Error::corrupt(
-                path,
-                "both header slots fail their checksum",
-            ));
+            return Err(Error::corrupt(path, "both header slots fail their checksum"));
         }
     };
     if current.format != FORMAT_VERSION {
@@ -439,11 +384,7 @@ fn read_header(file: &File, path: &Path, len: u64, kind: Kind, label: &str) -> R
         });
     }
     if current.kind != kind as u32 {
-        let found = if current.kind == Kind::Dict as u32 {
-            Kind::Dict
-        } else {
-            Kind::List
-        };
+        let found = if current.kind == Kind::Dict as u32 { Kind::Dict } else { Kind::List };
         return Err(Error::TypeMismatch {
             path: path.into(),
             expected: format!("a {}", kind.name()),
@@ -458,23 +399,13 @@ fn read_header(file: &File, path: &Path, len: u64, kind: Kind, label: &str) -> R
         });
     }
     if current.fingerprint != checksum(label.as_bytes()) {
-        return Err(Error::TypeMismatch {
-            path: path.into(),
-            expected: label.into(),
-            found: current.label,
-        });
+        return Err(Error::TypeMismatch { path: path.into(), expected: label.into(), found: current.label });
     }
     let root = current.header.root;
     if root.len > 0
-        && root
-            .offset
-            .checked_add(root.len)
-            .is_none_or(|end| root.offset < DATA_START || end > len)
+        && root.offset.checked_add(root.len).is_none_or(|end| root.offset < DATA_START || end > len)
     {
-        return Err(Error::corrupt(
-            path,
-            "the root extent lies outside the file",
-        ));
+        return Err(Error::corrupt(path, "the root extent lies outside the file"));
     }
     Ok(current.header)
 }

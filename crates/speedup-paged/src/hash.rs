@@ -19,11 +19,7 @@ const INLINE: usize = 64;
 
 /// Hashes `key` with the store's fixed algorithm.
 pub(crate) fn stable_hash<K: Hash + ?Sized>(key: &K) -> u64 {
-    let mut hasher = StableHasher {
-        inline: [0; INLINE],
-        len: 0,
-        spill: Vec::new(),
-    };
+    let mut hasher = StableHasher { inline: [0; INLINE], len: 0, spill: Vec::new() };
     key.hash(&mut hasher);
     hasher.digest()
 }
@@ -115,14 +111,8 @@ mod tests {
         assert_eq!(stable_hash("a"), 0x13ac_ce35_37d6_b799);
         assert_eq!(stable_hash(&(1u32, -1i64)), 0xe4db_34fc_f3c1_ddbe);
         // The stream itself: little-endian integers, str as bytes + 0xff.
-        assert_eq!(
-            stable_hash(&42u64),
-            xxhash_rust::xxh3::xxh3_64(&42u64.to_le_bytes())
-        );
-        assert_eq!(
-            stable_hash("hello"),
-            xxhash_rust::xxh3::xxh3_64(b"hello\xff")
-        );
+        assert_eq!(stable_hash(&42u64), xxhash_rust::xxh3::xxh3_64(&42u64.to_le_bytes()));
+        assert_eq!(stable_hash("hello"), xxhash_rust::xxh3::xxh3_64(b"hello\xff"));
         assert_eq!(stable_hash(&"hello".to_string()), stable_hash("hello"));
         // usize is widened, so 32- and 64-bit targets agree.
         assert_eq!(stable_hash(&7usize), stable_hash(&7u64));
@@ -133,9 +123,6 @@ mod tests {
         let long = "x".repeat(1000);
         let mut bytes = long.as_bytes().to_vec();
         bytes.push(0xff);
-        assert_eq!(
-            stable_hash(long.as_str()),
-            xxhash_rust::xxh3::xxh3_64(&bytes)
-        );
+        assert_eq!(stable_hash(long.as_str()), xxhash_rust::xxh3::xxh3_64(&bytes));
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use speedup_paged::{DiskDict, DiskList, Options};
-//! # let dir = tempfile::tempdir()?;
+//! # let dir = tempfile::tempdir().unwrap();
 //! let opts = Options::new().location(dir.path()).size_limit(1024).max_pages(16);
 //!
 //! let mut d: DiskDict<u64, String> = DiskDict::open_with("test", &opts)?;
@@ -67,6 +67,7 @@ mod file;
 mod hash;
 mod list;
 mod options;
+mod overlay;
 mod page;
 mod record;
 

@@ -31,7 +31,7 @@ const PAGE_BYTES: usize = 32;
 ///
 /// ```
 /// use speedup_paged::{DiskList, Options};
-/// # let dir = tempfile::tempdir()?;
+/// # let dir = tempfile::tempdir().unwrap();
 /// let opts = Options::new().location(dir.path()).size_limit(4);
 /// let mut l: DiskList<u64> = DiskList::open_with("list", &opts)?;
 /// for i in 0..10 {
@@ -90,13 +90,7 @@ struct PageBuffer {
 
 impl PageBuffer {
     fn new() -> Self {
-        PageBuffer {
-            arena: AlignedVec::new(),
-            spans: Vec::new(),
-            garbage: 0,
-            dirty: true,
-            last_used: 0,
-        }
+        PageBuffer { arena: AlignedVec::new(), spans: Vec::new(), garbage: 0, dirty: true, last_used: 0 }
     }
 
     /// Copies records into a fresh buffer.
@@ -112,10 +106,7 @@ impl PageBuffer {
         record::pad(&mut self.arena);
         let start = self.arena.len() as u32;
         self.arena.extend_from_slice(bytes);
-        self.spans.push(Span {
-            start,
-            len: bytes.len() as u32,
-        });
+        self.spans.push(Span { start, len: bytes.len() as u32 });
     }
 
     fn record(&self, i: usize) -> &[u8] {
@@ -217,9 +208,7 @@ impl<T: Storable> DiskList<T> {
     ///
     /// [`Error::Corrupt`] if the item's page fails its checksum or validation.
     pub fn get(&self, index: usize) -> Result<Option<T>> {
-        self.get_archived(index)?
-            .map(record::to_owned::<T>)
-            .transpose()
+        self.get_archived(index)?.map(record::to_owned::<T>).transpose()
     }
 
     /// Item `index` in archived form, borrowed from the mapped page or the resident buffer.
@@ -248,10 +237,8 @@ impl<T: Storable> DiskList<T> {
     /// [`Error::Serialize`]; I/O errors when a resident page has to be written out to make
     /// room (the item is in the list even then; a later `flush` retries the write).
     pub fn push(&mut self, item: T) -> Result<()> {
-        let last_full = self
-            .order
-            .last()
-            .is_none_or(|&id| self.pages[id as usize].count as usize >= self.size_limit);
+        let last_full =
+            self.order.last().is_none_or(|&id| self.pages[id as usize].count as usize >= self.size_limit);
         let id = if last_full {
             let id = self.new_page();
             self.order.push(id);
@@ -375,10 +362,7 @@ impl<T: Storable> DiskList<T> {
 
     /// Iterates over the items in order, deserialized.
     pub fn iter(&self) -> ListIter<'_, T> {
-        ListIter {
-            list: self,
-            index: 0,
-        }
+        ListIter { list: self, index: 0 }
     }
 
     /// Makes every change so far durable (see [`DiskDict::flush`](crate::DiskDict::flush)).
@@ -417,10 +401,7 @@ impl<T: Storable> DiskList<T> {
     }
 
     fn out_of_range(&self, index: usize) -> Error {
-        Error::IndexOutOfRange {
-            index: index as u64,
-            len: self.len,
-        }
+        Error::IndexOutOfRange { index: index as u64, len: self.len }
     }
 
     /// (position in `order`, index within the page) of item `index`.
@@ -450,15 +431,10 @@ impl<T: Storable> DiskList<T> {
         if p.checked.load(Ordering::Acquire) {
             return Ok(PageView::trusted(self.file.read(p.disk)?, 1, false));
         }
-        let corrupt =
-            |why: String| Error::corrupt(self.file.path(), format!("list page {id}: {why}"));
+        let corrupt = |why: String| Error::corrupt(self.file.path(), format!("list page {id}: {why}"));
         let view = PageView::parse(self.file.read_checked(p.disk)?, 1, false).map_err(corrupt)?;
         if view.len() != p.count as usize {
-            return Err(corrupt(format!(
-                "holds {} items, the root says {}",
-                view.len(),
-                p.count
-            )));
+            return Err(corrupt(format!("holds {} items, the root says {}", view.len(), p.count)));
         }
         for i in 0..view.len() {
             record::check::<T>(view.record(i, 0)).map_err(|e| corrupt(format!("item {i}: {e}")))?;
@@ -498,11 +474,7 @@ impl<T: Storable> DiskList<T> {
         self.free_ids.push(id);
     }
 
-    fn with_buffer<R>(
-        &mut self,
-        id: u32,
-        f: impl FnOnce(&mut PageBuffer) -> Result<R>,
-    ) -> Result<R> {
+    fn with_buffer<R>(&mut self, id: u32, f: impl FnOnce(&mut PageBuffer) -> Result<R>) -> Result<R> {
         self.clock += 1;
         let clock = self.clock;
         let Some(buf) = self.pages[id as usize].buffer.as_mut() else {
@@ -540,10 +512,7 @@ impl<T: Storable> DiskList<T> {
             };
             let keep = buf.spans.len() / 2;
             let moved = PageBuffer::from_records((keep..buf.spans.len()).map(|i| buf.record(i)));
-            buf.garbage += buf.spans[keep..]
-                .iter()
-                .map(|s| s.len as usize)
-                .sum::<usize>();
+            buf.garbage += buf.spans[keep..].iter().map(|s| s.len as usize).sum::<usize>();
             buf.spans.truncate(keep);
             buf.dirty = true;
             page.count = keep as u32;
@@ -566,12 +535,7 @@ impl<T: Storable> DiskList<T> {
                 .iter()
                 .copied()
                 .filter(|id| !keep.contains(id))
-                .min_by_key(|&id| {
-                    self.pages[id as usize]
-                        .buffer
-                        .as_ref()
-                        .map_or(0, |b| b.last_used)
-                });
+                .min_by_key(|&id| self.pages[id as usize].buffer.as_ref().map_or(0, |b| b.last_used));
             let Some(victim) = victim else {
                 return Ok(());
             };
@@ -608,12 +572,7 @@ fn encode_root<'a>(pages: impl ExactSizeIterator<Item = &'a ListPage>) -> Vec<u8
     out.extend_from_slice(&ROOT_MAGIC);
     out.extend_from_slice(&(pages.len() as u32).to_le_bytes());
     for p in pages {
-        for v in [
-            p.disk.offset,
-            p.disk.len,
-            p.disk.checksum,
-            u64::from(p.count),
-        ] {
+        for v in [p.disk.offset, p.disk.len, p.disk.checksum, u64::from(p.count)] {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
@@ -636,21 +595,10 @@ fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<ListPage>, String> {
     (0..n)
         .map(|i| {
             let at = 8 + i * PAGE_BYTES;
-            let disk = Extent {
-                offset: u64_at(at),
-                len: u64_at(at + 8),
-                checksum: u64_at(at + 16),
-            };
-            let count = u32::try_from(u64_at(at + 24))
-                .ok()
-                .filter(|&c| c > 0 && disk.len > 0);
+            let disk = Extent { offset: u64_at(at), len: u64_at(at + 8), checksum: u64_at(at + 16) };
+            let count = u32::try_from(u64_at(at + 24)).ok().filter(|&c| c > 0 && disk.len > 0);
             let count = count.ok_or_else(|| format!("page {i} has an impossible item count"))?;
-            Ok(ListPage {
-                disk,
-                count,
-                checked: AtomicBool::new(false),
-                buffer: None,
-            })
+            Ok(ListPage { disk, count, checked: AtomicBool::new(false), buffer: None })
         })
         .collect()
 }
@@ -672,9 +620,7 @@ pub struct ListIter<'a, T: Storable> {
 
 impl<T: Storable> fmt::Debug for ListIter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListIter")
-            .field("index", &self.index)
-            .finish()
+        f.debug_struct("ListIter").field("index", &self.index).finish()
     }
 }
 

@@ -15,10 +15,10 @@ pub const DEFAULT_MAX_PAGES: usize = 256;
 ///
 /// ```
 /// use speedup_paged::Options;
-/// let dir = tempfile::tempdir()?;
+/// let dir = tempfile::tempdir().unwrap();
 /// let opts = Options::new().location(dir.path()).size_limit(1024).max_pages(16);
 /// assert_eq!(opts.get_size_limit(), 1024);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// 
 /// ```
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -92,9 +92,7 @@ impl Options {
                 std::env::current_dir().map_err(|e| Error::io(Path::new("."), e))
             }
             Some(dir) => Ok(dir.clone()),
-            None => home_dir()
-                .map(|home| home.join(".PySpeedup"))
-                .ok_or(Error::NoHome),
+            None => home_dir().map(|home| home.join(".PySpeedup")).ok_or(Error::NoHome),
         }
     }
 
@@ -114,9 +112,7 @@ impl Options {
 
 fn home_dir() -> Option<PathBuf> {
     let var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
-    std::env::var_os(var)
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os(var).filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
 /// A basename names one file inside the location: no separators, no `..`, not empty.
@@ -132,10 +128,7 @@ fn validate_basename(name: &str) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::InvalidName {
-        name: name.to_string(),
-        reason,
-    })
+    Err(Error::InvalidName { name: name.to_string(), reason })
 }
 
 #[cfg(test)]
@@ -145,10 +138,7 @@ mod tests {
     #[test]
     fn basenames_with_separators_are_rejected() {
         for bad in ["", "a/b", "a\\b", "..", ".", "x\0"] {
-            assert!(
-                matches!(validate_basename(bad), Err(Error::InvalidName { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(validate_basename(bad), Err(Error::InvalidName { .. })), "{bad:?}");
         }
         validate_basename("test").unwrap();
         validate_basename("test.v2-final").unwrap();
@@ -157,10 +147,7 @@ mod tests {
     #[test]
     fn empty_location_is_the_current_directory() {
         let opts = Options::new().location("");
-        assert_eq!(
-            opts.resolve_location().unwrap(),
-            std::env::current_dir().unwrap()
-        );
+        assert_eq!(opts.resolve_location().unwrap(), std::env::current_dir().unwrap());
     }
 
     #[test]
@@ -168,15 +155,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
         let opts = Options::new().location(&missing).create_location(false);
-        assert!(matches!(
-            opts.store_path("x", "spdict"),
-            Err(Error::LocationMissing { .. })
-        ));
+        assert!(matches!(opts.store_path("x", "spdict"), Err(Error::LocationMissing { .. })));
         let opts = Options::new().location(&missing);
-        assert_eq!(
-            opts.store_path("x", "spdict").unwrap(),
-            missing.join("x.spdict")
-        );
+        assert_eq!(opts.store_path("x", "spdict").unwrap(), missing.join("x.spdict"));
         assert!(missing.is_dir());
     }
 

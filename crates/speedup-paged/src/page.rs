@@ -31,10 +31,7 @@ pub(crate) fn encode(hashes: Option<&[u64]>, width: usize, records: &[&[u8]]) ->
     debug_assert!(hashes.is_none_or(|h| h.len() == n));
     let hash_bytes = if hashes.is_some() { 8 * n } else { 0 };
     let table_end = (HEADER + hash_bytes + 8 * records.len()).next_multiple_of(RECORD_ALIGN);
-    let body: usize = records
-        .iter()
-        .map(|r| r.len().next_multiple_of(RECORD_ALIGN))
-        .sum();
+    let body: usize = records.iter().map(|r| r.len().next_multiple_of(RECORD_ALIGN)).sum();
     let mut out = AlignedVec::with_capacity(table_end + body);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&(n as u32).to_le_bytes());
@@ -70,10 +67,7 @@ impl<'a> PageView<'a> {
     /// Parses and checks the structure. `width` and `hashed` are what the caller expects.
     pub(crate) fn parse(bytes: &'a [u8], width: usize, hashed: bool) -> Result<Self, String> {
         if bytes.len() < HEADER {
-            return Err(format!(
-                "page of {} bytes is shorter than its header",
-                bytes.len()
-            ));
+            return Err(format!("page of {} bytes is shorter than its header", bytes.len()));
         }
         if bytes[..4] != MAGIC {
             return Err("page magic is wrong".into());
@@ -81,8 +75,7 @@ impl<'a> PageView<'a> {
         let n = read_u32(bytes, 4) as usize;
         let found_width = read_u32(bytes, 8) as usize;
         let flags = read_u32(bytes, 12);
-        if found_width != width || (flags & FLAG_HASHES != 0) != hashed || flags & !FLAG_HASHES != 0
-        {
+        if found_width != width || (flags & FLAG_HASHES != 0) != hashed || flags & !FLAG_HASHES != 0 {
             return Err(format!(
                 "page layout (width {found_width}, flags {flags:#x}) is not the expected one"
             ));
@@ -92,29 +85,13 @@ impl<'a> PageView<'a> {
             .checked_mul(8 * width)
             .and_then(|s| s.checked_add(HEADER + hash_bytes))
             .filter(|&end| end <= bytes.len())
-            .ok_or_else(|| {
-                format!(
-                    "page claims {n} entries, more than its {} bytes hold",
-                    bytes.len()
-                )
-            })?;
-        let view = PageView {
-            bytes,
-            n,
-            width,
-            spans_at: HEADER + hash_bytes,
-        };
+            .ok_or_else(|| format!("page claims {n} entries, more than its {} bytes hold", bytes.len()))?;
+        let view = PageView { bytes, n, width, spans_at: HEADER + hash_bytes };
         for r in 0..n * width {
             let s = view.span_at(r);
             let end = s.start as usize + s.len as usize;
-            if (s.start as usize) < table_end
-                || end > bytes.len()
-                || s.start as usize % RECORD_ALIGN != 0
-            {
-                return Err(format!(
-                    "record {r} ({}..{end}) lies outside the page body",
-                    s.start
-                ));
+            if (s.start as usize) < table_end || end > bytes.len() || s.start as usize % RECORD_ALIGN != 0 {
+                return Err(format!("record {r} ({}..{end}) lies outside the page body", s.start));
             }
         }
         if hashed && (1..n).any(|i| view.hash(i - 1) > view.hash(i)) {
@@ -127,12 +104,7 @@ impl<'a> PageView<'a> {
     /// it again. (Accessors stay bounds-checked, so a lie here is a panic, never UB.)
     pub(crate) fn trusted(bytes: &'a [u8], width: usize, hashed: bool) -> Self {
         let n = read_u32(bytes, 4) as usize;
-        PageView {
-            bytes,
-            n,
-            width,
-            spans_at: HEADER + if hashed { 8 * n } else { 0 },
-        }
+        PageView { bytes, n, width, spans_at: HEADER + if hashed { 8 * n } else { 0 } }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -165,10 +137,7 @@ impl<'a> PageView<'a> {
 
     fn span_at(&self, r: usize) -> Span {
         let at = self.spans_at + 8 * r;
-        Span {
-            start: read_u32(self.bytes, at),
-            len: read_u32(self.bytes, at + 4),
-        }
+        Span { start: read_u32(self.bytes, at), len: read_u32(self.bytes, at + 4) }
     }
 }
 
@@ -203,11 +172,7 @@ mod tests {
 
     #[test]
     fn a_dict_page_round_trips() {
-        let entries = [
-            (1, 10, "ten".to_string()),
-            (5, 50, "fifty".repeat(10)),
-            (5, 51, String::new()),
-        ];
+        let entries = [(1, 10, "ten".to_string()), (5, 50, "fifty".repeat(10)), (5, 51, String::new())];
         let page = dict_page(&entries);
         let view = PageView::parse(&page, 2, true).unwrap();
         assert_eq!(view.len(), 3);
@@ -219,14 +184,8 @@ mod tests {
             check::<String>(view.record(i, 1)).unwrap();
             // SAFETY: both records were checked just above.
             unsafe {
-                assert_eq!(
-                    to_owned::<u64>(archived::<u64>(view.record(i, 0))).unwrap(),
-                    *k
-                );
-                assert_eq!(
-                    &to_owned::<String>(archived::<String>(view.record(i, 1))).unwrap(),
-                    v
-                );
+                assert_eq!(to_owned::<u64>(archived::<u64>(view.record(i, 0))).unwrap(), *k);
+                assert_eq!(&to_owned::<String>(archived::<String>(view.record(i, 1))).unwrap(), v);
             }
         }
     }
@@ -235,24 +194,14 @@ mod tests {
     fn an_empty_page_parses() {
         let page = encode(None, 1, &[]);
         assert_eq!(PageView::parse(&page, 1, false).unwrap().len(), 0);
-        assert!(
-            PageView::parse(&page, 2, false).is_err(),
-            "width is checked"
-        );
-        assert!(
-            PageView::parse(&page, 1, true).is_err(),
-            "flags are checked"
-        );
+        assert!(PageView::parse(&page, 2, false).is_err(), "width is checked");
+        assert!(PageView::parse(&page, 1, true).is_err(), "flags are checked");
     }
 
     #[test]
     fn unsorted_hashes_are_rejected() {
         let page = dict_page(&[(9, 1, "a".into()), (3, 2, "b".into())]);
-        assert!(
-            PageView::parse(&page, 2, true)
-                .unwrap_err()
-                .contains("sorted")
-        );
+        assert!(PageView::parse(&page, 2, true).unwrap_err().contains("sorted"));
     }
 
     proptest! {

@@ -87,20 +87,14 @@ pub(crate) fn append<T: Storable>(buf: &mut AlignedVec, value: &T) -> Result<Spa
     }
     match (u32::try_from(start), u32::try_from(end - start)) {
         (Ok(start), Ok(len)) => Ok(Span { start, len }),
-        _ => fail(
-            "a page buffer would exceed 4 GiB; lower Options::size_limit".into(),
-            buf,
-        ),
+        _ => fail("a page buffer would exceed 4 GiB; lower Options::size_limit".into(), buf),
     }
 }
 
 /// Checks that `bytes` (one record) holds a valid archived `T`.
 pub(crate) fn check<T: Storable>(bytes: &[u8]) -> std::result::Result<(), String> {
     if bytes.len() < size_of::<T::Archived>() {
-        return Err(format!(
-            "a record of {} bytes is shorter than its type",
-            bytes.len()
-        ));
+        return Err(format!("a record of {} bytes is shorter than its type", bytes.len()));
     }
     let root = bytes.len() - size_of::<T::Archived>();
     rkyv::api::high::access_pos::<T::Archived, rancor::Error>(bytes, root)
@@ -123,9 +117,8 @@ pub(crate) unsafe fn archived<T: Storable>(bytes: &[u8]) -> &T::Archived {
 
 /// Deserializes an archived value into an owned one.
 pub(crate) fn to_owned<T: Storable>(archived: &T::Archived) -> Result<T> {
-    rkyv::api::high::deserialize::<T, rancor::Error>(archived).map_err(|e| Error::Serialize {
-        reason: format!("cannot deserialize a stored value: {e}"),
-    })
+    rkyv::api::high::deserialize::<T, rancor::Error>(archived)
+        .map_err(|e| Error::Serialize { reason: format!("cannot deserialize a stored value: {e}") })
 }
 
 /// A printable name for a type, recorded in store headers so a mismatch can be explained.

@@ -1,0 +1,227 @@
+//! Tests with real child processes: kill -9 at random moments, a lock held by another
+//! process, and the bound on anonymous memory. The child is this test binary re-run with
+//! `SPEEDUP_CHILD` set to the role it plays.
+//!
+//! Size knobs: `SPEEDUP_CRASH_ROUNDS` (default 6) and `SPEEDUP_MEMORY_ENTRIES`
+//! (default 2,000,000); `cargo xtask soak` runs them larger.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use speedup_paged::{DiskDict, DiskList, Error, Options};
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn spawn_child(test: &str, role: &str, dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("SPEEDUP_CHILD", role)
+        .env("SPEEDUP_DIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn child_role() -> Option<(String, std::path::PathBuf)> {
+    let role = std::env::var("SPEEDUP_CHILD").ok()?;
+    Some((role, std::env::var_os("SPEEDUP_DIR")?.into()))
+}
+
+fn opts(dir: &Path) -> Options {
+    Options::new().location(dir).size_limit(64).max_pages(4)
+}
+
+fn value_for(i: u64) -> String {
+    format!("{i}:{}", "x".repeat((i % 50) as usize))
+}
+
+/// Progress marker written (atomically, by rename) after each successful flush.
+fn record_progress(dir: &Path, n: u64) {
+    let tmp = dir.join("progress.tmp");
+    std::fs::write(&tmp, n.to_string()).unwrap();
+    std::fs::rename(tmp, dir.join("progress")).unwrap();
+}
+
+fn read_progress(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("progress")).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Child: writes key i -> value_for(i) for ever, flushing every 97 inserts, and removing
+/// every 10th key again so that removals are crash-tested too.
+#[test]
+fn child_crash_writer() {
+    let Some((role, dir)) = child_role() else { return };
+    if role != "crash-writer" {
+        return;
+    }
+    let mut d: DiskDict<u64, String> = DiskDict::open_with("crash", &opts(&dir)).unwrap();
+    let mut l: DiskList<u64> = DiskList::open_with("crash", &opts(&dir)).unwrap();
+    let mut i = read_progress(&dir);
+    println!("ready");
+    loop {
+        d.insert(i, value_for(i)).unwrap();
+        if i % 10 == 0 {
+            d.remove(&i).unwrap();
+        }
+        l.push(i).unwrap();
+        i += 1;
+        if i % 97 == 0 {
+            d.flush().unwrap();
+            l.flush().unwrap();
+            record_progress(&dir, i);
+        }
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_never_loses_flushed_entries() {
+    let rounds = knob("SPEEDUP_CRASH_ROUNDS", 6);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for round in 0..rounds {
+        let mut child = spawn_child("child_crash_writer", "crash-writer", dir.path());
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(20 + rng % 180));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let flushed = read_progress(dir.path());
+        let d: DiskDict<u64, String> = DiskDict::open_with("crash", &opts(dir.path()))
+            .unwrap_or_else(|e| panic!("round {round}: the store does not open after kill -9: {e}"));
+        let l: DiskList<u64> = DiskList::open_with("crash", &opts(dir.path())).unwrap();
+        for i in 0..flushed {
+            let want = (i % 10 != 0).then(|| value_for(i));
+            assert_eq!(d.get(&i).unwrap(), want, "round {round}: key {i} of {flushed} flushed");
+            assert_eq!(l.get(i as usize).unwrap(), Some(i), "round {round}: item {i}");
+        }
+        // Entries past the marker may or may not have made it, but never wrongly.
+        assert!(d.len() as u64 >= flushed - flushed.div_ceil(10));
+        for (k, v) in d.iter().map(Result::unwrap) {
+            assert_eq!(v, value_for(k));
+        }
+        for (i, item) in l.iter().enumerate() {
+            assert_eq!(item.unwrap(), i as u64);
+        }
+        // Trim both stores back to the marker so the next child continues from it.
+        let (mut d, mut l) = (d, l);
+        while l.len() as u64 > flushed {
+            l.pop().unwrap();
+        }
+        let extra: Vec<u64> = d.iter().map(|r| r.unwrap().0).filter(|&k| k >= flushed).collect();
+        for k in extra {
+            d.remove(&k).unwrap();
+        }
+        d.close().unwrap();
+        l.close().unwrap();
+    }
+    assert!(read_progress(dir.path()) > 0, "the child never flushed: raise the sleep");
+}
+
+/// Child: holds the store open until its stdin closes.
+#[test]
+fn child_lock_holder() {
+    let Some((role, dir)) = child_role() else { return };
+    if role != "lock-holder" {
+        return;
+    }
+    let _d: DiskDict<u64, u64> = DiskDict::open_with("locked", &opts(&dir)).unwrap();
+    println!("locked");
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+#[test]
+fn a_second_process_gets_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child("child_lock_holder", "lock-holder", dir.path());
+    wait_for_line(&mut child, "locked");
+    let err = DiskDict::<u64, u64>::open_with("locked", &opts(dir.path())).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("locked.spdict"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The lock dies with the process.
+    DiskDict::<u64, u64>::open_with("locked", &opts(dir.path())).unwrap();
+}
+
+fn wait_for_line(child: &mut Child, line: &str) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for l in lines.by_ref() {
+        // libtest prints "test name ... " without a newline before the child's output.
+        if l.unwrap().trim_end().ends_with(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "child never printed {line:?}");
+    }
+    panic!("child exited before printing {line:?}");
+}
+
+fn rss_anon_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Child: 2M u64 -> u64 inserts and 2M random gets with default options, printing the
+/// largest RssAnon seen.
+#[test]
+fn child_memory() {
+    let Some((role, dir)) = child_role() else { return };
+    if role != "memory" {
+        return;
+    }
+    let n = knob("SPEEDUP_MEMORY_ENTRIES", 2_000_000);
+    let mut d: DiskDict<u64, u64> = DiskDict::open_with("mem", &Options::new().location(&dir)).unwrap();
+    let mut peak = 0;
+    let mut x = 0x1234_5678_9ABC_DEF1u64;
+    for i in 0..n {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        d.insert(x, i).unwrap();
+        if i % 100_000 == 0 {
+            peak = peak.max(rss_anon_kib());
+        }
+    }
+    d.flush().unwrap();
+    peak = peak.max(rss_anon_kib());
+    let mut l: DiskList<u64> = DiskList::open_with("mem", &Options::new().location(&dir)).unwrap();
+    for i in 0..n {
+        l.push(i).unwrap();
+    }
+    l.flush().unwrap();
+    peak = peak.max(rss_anon_kib());
+    let mut x = 0x1234_5678_9ABC_DEF1u64;
+    for i in 0..n {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        assert_eq!(d.get(&x).unwrap(), Some(i));
+        let j = (x % n) as usize;
+        assert_eq!(l.get(j).unwrap(), Some(j as u64));
+        if i % 100_000 == 0 {
+            peak = peak.max(rss_anon_kib());
+        }
+    }
+    println!("peak-rss-anon-kib {peak}");
+}
+
+#[test]
+fn rss_anon_stays_bounded_with_2m_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn_child("child_memory", "memory", dir.path());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "memory child failed");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let peak: u64 = stdout
+        .lines()
+        .find_map(|l| l.split("peak-rss-anon-kib ").nth(1))
+        .expect("child printed its peak")
+        .parse()
+        .unwrap();
+    eprintln!("peak RssAnon with 2M entries: {} MiB", peak / 1024);
+    assert!(peak < 64 * 1024, "RssAnon peaked at {peak} KiB, over the 64 MiB bound");
+}
