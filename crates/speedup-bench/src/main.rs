@@ -1,1 +1,25 @@
-//! benches
+//! Side-by-side benchmarks of the pyspeedup-rs crates and their best peers.
+//!
+//! Run through `cargo xtask bench [--quick] [CRATE]`, which builds this binary in release
+//! mode, shows its progress, and writes `docs/BENCHMARKS.md` from the `RESULT` lines it
+//! prints. Each workload runs for every implementation in the same process run.
+
+mod harness;
+mod paged;
+
+use harness::Config;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        paged::child(&args[1..]);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Vec<&str> = args.iter().filter(|a| !a.starts_with("--")).map(String::as_str).collect();
+    let config = Config::new(quick);
+    let wants = |name: &str| only.is_empty() || only.contains(&name);
+    if wants("paged") {
+        paged::run(&config);
+    }
+}

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::hash::Hash;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use rkyv::util::AlignedVec;
 
@@ -19,7 +19,7 @@ use crate::file::{Kind, StoreFile};
 use crate::hash::stable_hash;
 use crate::options::Options;
 use crate::overlay::{Overlay, Pending};
-use crate::page::{self, PageView};
+use crate::page::{self, Layout, PageView};
 use crate::record::{self, Storable};
 
 /// File extension of dict stores: `<location>/<basename>.spdict`.
@@ -83,8 +83,8 @@ struct Bucket {
     /// `len == 0`: no page (the bucket is empty).
     page: Extent,
     count: u32,
-    /// The page passed its checksum and record validation since it was written or opened.
-    checked: AtomicBool,
+    /// Set once the page passed its checksum and record validation (or was written by us).
+    layout: OnceLock<Layout>,
 }
 
 impl<K: Storable + Hash + Eq, V: Storable> fmt::Debug for DiskDict<K, V> {
@@ -354,8 +354,8 @@ where
         if b.page.len == 0 {
             return Ok(None);
         }
-        if b.checked.load(Ordering::Acquire) {
-            return Ok(Some(PageView::trusted(self.file.read(b.page)?, 2, true)));
+        if let Some(&layout) = b.layout.get() {
+            return Ok(Some(PageView::known(self.file.read(b.page)?, b.count as usize, 2, layout)));
         }
         let bytes = self.file.read_checked(b.page)?;
         let corrupt =
@@ -373,7 +373,7 @@ where
             record::check::<V>(view.record(i, 1)).map_err(|e| corrupt(format!("value {i}: {e}")))?;
         }
         // Racing readers may validate the same page twice; both reach the same verdict.
-        b.checked.store(true, Ordering::Release);
+        let _ = b.layout.set(view.layout());
         Ok(Some(view))
     }
 
@@ -447,8 +447,13 @@ where
         }
         let old = self.buckets[bucket].page;
         self.file.release(old);
-        for (i, ((depth, prefix, count, _), page)) in groups.into_iter().zip(written).enumerate() {
-            let b = Bucket { local_depth: depth, prefix, page, count, checked: AtomicBool::new(true) };
+        for (i, ((depth, prefix, count, bytes), page)) in groups.into_iter().zip(written).enumerate() {
+            // Our own encoding: its layout is known without validating it again on read.
+            let layout = OnceLock::new();
+            if let Some(view) = bytes.as_ref().and_then(|b| PageView::parse(b, 2, true).ok()) {
+                let _ = layout.set(view.layout());
+            }
+            let b = Bucket { local_depth: depth, prefix, page, count, layout };
             let index = if i == 0 {
                 self.buckets[bucket] = b;
                 bucket
@@ -522,9 +527,11 @@ struct Group<'a> {
     entries: Vec<Entry<'a>>,
 }
 
-/// Splits a bucket's entries until each group fits `limit` (extendible hashing). A group
-/// whose hashes cannot be told apart below `MAX_DEPTH` stays whole, so a degenerate `Hash`
-/// impl makes big pages, never a runaway directory.
+/// Splits a bucket's entries until each group fits `limit` (extendible hashing). An
+/// oversized group goes straight to the depth its size calls for, in one stable pass (so
+/// each group stays sorted by hash). A group whose hashes cannot be told apart below
+/// `MAX_DEPTH` stays whole, so a degenerate `Hash` impl makes big pages, never a runaway
+/// directory.
 fn split(entries: Vec<Entry<'_>>, local_depth: u8, prefix: u64, limit: usize) -> Vec<Group<'_>> {
     let mut out = Vec::new();
     let mut stack = vec![Group { local_depth, prefix, entries }];
@@ -538,10 +545,23 @@ fn split(entries: Vec<Entry<'_>>, local_depth: u8, prefix: u64, limit: usize) ->
             out.push(g);
             continue;
         }
-        let bit = 1u64 << g.local_depth;
-        let (high, low): (Vec<_>, Vec<_>) = g.entries.into_iter().partition(|e| e.0 & bit != 0);
-        stack.push(Group { local_depth: g.local_depth + 1, prefix: g.prefix | bit, entries: high });
-        stack.push(Group { local_depth: g.local_depth + 1, prefix: g.prefix, entries: low });
+        // Aim for groups about 3/4 full: 2^bits groups of len / 2^bits entries.
+        let wanted = g.entries.len().div_ceil(limit.saturating_mul(3) / 4 + 1).next_power_of_two();
+        let bits = (wanted.trailing_zeros() as u8).clamp(1, MAX_DEPTH - g.local_depth);
+        let fanout = 1usize << bits;
+        let slot = |e: &Entry<'_>| ((e.0 >> g.local_depth) as usize) & (fanout - 1);
+        let mut sizes = vec![0usize; fanout];
+        for e in &g.entries {
+            sizes[slot(e)] += 1;
+        }
+        let mut parts: Vec<Vec<Entry<'_>>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
+        for e in g.entries {
+            parts[slot(&e)].push(e);
+        }
+        for (i, part) in parts.into_iter().enumerate() {
+            let prefix = g.prefix | ((i as u64) << g.local_depth);
+            stack.push(Group { local_depth: g.local_depth + bits, prefix, entries: part });
+        }
     }
     out
 }
@@ -554,7 +574,7 @@ fn encode_group(entries: &[Entry<'_>]) -> AlignedVec {
 
 impl Bucket {
     fn empty(local_depth: u8, prefix: u64) -> Self {
-        Bucket { local_depth, prefix, page: Extent::default(), count: 0, checked: AtomicBool::new(true) }
+        Bucket { local_depth, prefix, page: Extent::default(), count: 0, layout: OnceLock::new() }
     }
 }
 
@@ -599,7 +619,7 @@ fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<Bucket>, String> {
             if (page.len == 0) != (count == 0) {
                 return Err(format!("bucket {i} has {count} entries but a page of {} bytes", page.len));
             }
-            Ok(Bucket { local_depth, prefix, page, count, checked: AtomicBool::new(false) })
+            Ok(Bucket { local_depth, prefix, page, count, layout: OnceLock::new() })
         })
         .collect()
 }

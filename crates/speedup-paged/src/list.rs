@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use rkyv::util::AlignedVec;
 
@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::extent::Extent;
 use crate::file::{Kind, StoreFile};
 use crate::options::Options;
-use crate::page::{self, PageView};
+use crate::page::{self, Layout, PageView};
 use crate::record::{self, Span, Storable};
 
 /// File extension of list stores: `<location>/<basename>.splist`.
@@ -74,7 +74,8 @@ struct ListPage {
     /// Where the page was last written; `len == 0` if never.
     disk: Extent,
     count: u32,
-    checked: AtomicBool,
+    /// Set once the disk page passed validation (or was written by us).
+    layout: OnceLock<Layout>,
     buffer: Option<PageBuffer>,
 }
 
@@ -428,8 +429,8 @@ impl<T: Storable> DiskList<T> {
     /// The validated on-disk page of `id` (checksum, structure, every record, once).
     fn page(&self, id: u32) -> Result<PageView<'_>> {
         let p = &self.pages[id as usize];
-        if p.checked.load(Ordering::Acquire) {
-            return Ok(PageView::trusted(self.file.read(p.disk)?, 1, false));
+        if let Some(&layout) = p.layout.get() {
+            return Ok(PageView::known(self.file.read(p.disk)?, p.count as usize, 1, layout));
         }
         let corrupt = |why: String| Error::corrupt(self.file.path(), format!("list page {id}: {why}"));
         let view = PageView::parse(self.file.read_checked(p.disk)?, 1, false).map_err(corrupt)?;
@@ -439,7 +440,7 @@ impl<T: Storable> DiskList<T> {
         for i in 0..view.len() {
             record::check::<T>(view.record(i, 0)).map_err(|e| corrupt(format!("item {i}: {e}")))?;
         }
-        p.checked.store(true, Ordering::Release);
+        let _ = p.layout.set(view.layout());
         Ok(view)
     }
 
@@ -447,7 +448,7 @@ impl<T: Storable> DiskList<T> {
         let page = ListPage {
             disk: Extent::default(),
             count: 0,
-            checked: AtomicBool::new(true),
+            layout: OnceLock::new(),
             buffer: Some(PageBuffer::new()),
         };
         let id = match self.free_ids.pop() {
@@ -556,7 +557,10 @@ impl<T: Storable> DiskList<T> {
         let extent = self.file.write(&bytes)?;
         let page = &mut self.pages[id as usize];
         let old = std::mem::replace(&mut page.disk, extent);
-        page.checked = AtomicBool::new(true);
+        page.layout = OnceLock::new();
+        if let Ok(view) = PageView::parse(&bytes, 1, false) {
+            let _ = page.layout.set(view.layout());
+        }
         if let Some(buf) = page.buffer.as_mut() {
             buf.dirty = false;
         }
@@ -598,7 +602,7 @@ fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<ListPage>, String> {
             let disk = Extent { offset: u64_at(at), len: u64_at(at + 8), checksum: u64_at(at + 16) };
             let count = u32::try_from(u64_at(at + 24)).ok().filter(|&c| c > 0 && disk.len > 0);
             let count = count.ok_or_else(|| format!("page {i} has an impossible item count"))?;
-            Ok(ListPage { disk, count, checked: AtomicBool::new(false), buffer: None })
+            Ok(ListPage { disk, count, layout: OnceLock::new(), buffer: None })
         })
         .collect()
 }

@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_PAGES: usize = 256;
 /// let dir = tempfile::tempdir().unwrap();
 /// let opts = Options::new().location(dir.path()).size_limit(1024).max_pages(16);
 /// assert_eq!(opts.get_size_limit(), 1024);
-/// 
+///
 /// ```
 #[derive(Debug, Clone)]
 pub struct Options {
