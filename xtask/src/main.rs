@@ -1,1 +1,146 @@
-fn main() {}
+//! Project automation, in plain Rust so that nothing needs installing (the rust-analyzer
+//! `xtask` pattern). Run as `cargo xtask <command>`:
+//!
+//! - `ci`: format check, clippy (all targets, warnings denied), tests (doctests included),
+//!   docs (warnings denied). The README's test command; `.ci/run` calls it.
+//! - `bench [--quick] [CRATE...]`: runs the benchmark crate in release mode and regenerates
+//!   `docs/BENCHMARKS.md` (the sections of the crates it ran) and `docs/bench-CRATE.svg`.
+//! - `release`: checks versions and the changelog, then `cargo package`s every crate.
+//! - `miri`: the unsafe-code tests that Miri can run, under Miri (needs nightly + miri).
+//! - `soak`: the crash and memory tests at full size, in release mode.
+
+mod bench;
+
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("bench") => bench::run(&args[1..]),
+        Some("release") => release(),
+        Some("miri") => miri(),
+        Some("soak") => soak(),
+        _ => {
+            eprintln!("usage: cargo xtask <ci | bench [--quick] [CRATE...] | release | miri | soak>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) type Result<T = ()> = std::result::Result<T, String>;
+
+/// Runs `cargo` with `args` (and `env`), echoing the command; fails on a non-zero exit.
+pub(crate) fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!(
+        "\n$ {} cargo {}",
+        env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+        args.join(" ")
+    );
+    let status = Command::new(&cargo)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("`cargo {}` failed ({status})", args.join(" "))) }
+}
+
+/// The workspace root (the parent of this crate).
+pub(crate) fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.to_path_buf()).unwrap_or_default()
+}
+
+fn ci() -> Result {
+    cargo(&["fmt", "--all", "--", "--check"], &[])?;
+    // The benchmark crate is linted too (so it cannot rot), but not tested.
+    cargo(&["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
+    cargo(&["test", "--workspace", "--exclude", "speedup-bench", "--locked"], &[])?;
+    cargo(
+        &["doc", "--workspace", "--exclude", "speedup-bench", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    eprintln!("\nxtask ci: all checks passed");
+    Ok(())
+}
+
+fn miri() -> Result {
+    // Miri cannot mmap files, so it runs the unit tests of the code that interprets bytes
+    // (records, pages, extents) and the in-memory concurrency cores, with few proptest cases.
+    let env = [("PROPTEST_CASES", "4"), ("MIRIFLAGS", "-Zmiri-strict-provenance")];
+    cargo(
+        &[
+            "+nightly",
+            "miri",
+            "test",
+            "-p",
+            "speedup-paged",
+            "--lib",
+            "--",
+            "page::",
+            "record::",
+            "extent::",
+            "hash::",
+        ],
+        &env,
+    )?;
+    for krate in ["speedup-cache", "speedup-buffer", "cereal-eat"] {
+        cargo(&["+nightly", "miri", "test", "-p", krate, "--lib", "--", "miri"], &env)?;
+    }
+    Ok(())
+}
+
+fn soak() -> Result {
+    cargo(
+        &["test", "--release", "-p", "speedup-paged", "--test", "process"],
+        &[("SPEEDUP_CRASH_ROUNDS", "200"), ("SPEEDUP_MEMORY_ENTRIES", "10000000")],
+    )
+}
+
+/// Crates in dependency order: a crate comes after everything it depends on.
+const CRATES: [&str; 5] = ["speedup-paged", "cereal-eat", "speedup-buffer", "speedup-cache", "pyspeedup"];
+
+fn release() -> Result {
+    let root = root();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
+    let version = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[workspace.package]")
+        .find_map(|l| l.strip_prefix("version = "))
+        .map(|v| v.trim_matches('"').to_string())
+        .ok_or("no version in [workspace.package]")?;
+    let changelog =
+        std::fs::read_to_string(root.join("CHANGELOG.md")).map_err(|e| format!("CHANGELOG.md: {e}"))?;
+    if !changelog.lines().any(|l| l.starts_with("## ") && l.contains(&version)) {
+        return Err(format!("CHANGELOG.md has no `## {version}` section"));
+    }
+    for krate in CRATES {
+        let m = std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml"))
+            .map_err(|e| e.to_string())?;
+        if !m.contains("version.workspace = true") {
+            return Err(format!("{krate} does not take its version from the workspace"));
+        }
+        let internal = format!("version = \"{version}\"");
+        let stale =
+            manifest.lines().filter(|l| l.contains("path = \"crates/")).any(|l| !l.contains(&internal));
+        if stale {
+            return Err(format!("[workspace.dependencies] has an internal crate not at version {version}"));
+        }
+    }
+    eprintln!("versions: all crates at {version}, changelog has it");
+    // One `cargo package` for all crates: cargo resolves their dependencies on each other
+    // through a temporary local registry, in dependency order.
+    let mut args = vec!["package", "--no-verify", "--allow-dirty"];
+    for krate in CRATES {
+        args.extend(["-p", krate]);
+    }
+    cargo(&args, &[])
+}

@@ -104,12 +104,12 @@ impl Extents {
     }
 
     fn insert_free(&mut self, mut offset: u64, mut len: u64) {
-        if let Some((&prev, &prev_len)) = self.by_offset.range(..offset).next_back() {
-            if prev + prev_len == offset {
-                self.remove_free(prev, prev_len);
-                offset = prev;
-                len += prev_len;
-            }
+        if let Some((&prev, &prev_len)) = self.by_offset.range(..offset).next_back()
+            && prev + prev_len == offset
+        {
+            self.remove_free(prev, prev_len);
+            offset = prev;
+            len += prev_len;
         }
         if let Some(&next_len) = self.by_offset.get(&(offset + len)) {
             self.remove_free(offset + len, next_len);

@@ -60,6 +60,8 @@
 //! location is the current directory. Several stores share a folder by using different
 //! basenames; a store never reads another's files.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 mod dict;
 mod error;
 mod extent;

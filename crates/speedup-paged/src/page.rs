@@ -182,7 +182,9 @@ impl<'a> PageView<'a> {
             for r in 0..n * width {
                 let s = view.span_at(r);
                 let end = s.start as usize + s.len as usize;
-                if (s.start as usize) < table_end || end > bytes.len() || s.start as usize % RECORD_ALIGN != 0
+                if (s.start as usize) < table_end
+                    || end > bytes.len()
+                    || !(s.start as usize).is_multiple_of(RECORD_ALIGN)
                 {
                     return Err(format!("record {r} ({}..{end}) lies outside the page body", s.start));
                 }

@@ -64,12 +64,12 @@ fn child_crash_writer() {
     println!("ready");
     loop {
         d.insert(i, value_for(i)).unwrap();
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             d.remove(&i).unwrap();
         }
         l.push(i).unwrap();
         i += 1;
-        if i % 97 == 0 {
+        if i.is_multiple_of(97) {
             d.flush().unwrap();
             l.flush().unwrap();
             record_progress(&dir, i);
@@ -184,7 +184,7 @@ fn child_memory() {
     for i in 0..n {
         x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         d.insert(x, i).unwrap();
-        if i % 100_000 == 0 {
+        if i.is_multiple_of(100_000) {
             peak = peak.max(rss_anon_kib());
         }
     }
@@ -202,7 +202,7 @@ fn child_memory() {
         assert_eq!(d.get(&x).unwrap(), Some(i));
         let j = (x % n) as usize;
         assert_eq!(l.get(j).unwrap(), Some(j as u64));
-        if i % 100_000 == 0 {
+        if i.is_multiple_of(100_000) {
             peak = peak.max(rss_anon_kib());
         }
     }

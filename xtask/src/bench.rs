@@ -1,0 +1,249 @@
+//! `cargo xtask bench`: run the benchmark crate, then regenerate `docs/BENCHMARKS.md`.
+//!
+//! The benchmark binary prints one tab-separated `RESULT` line per measurement (see
+//! `crates/speedup-bench/src/harness.rs`); everything else it prints is progress and goes to
+//! the terminal as it comes. Each crate's section of the markdown is replaced whole, with the
+//! machine, the date and the commit of this run: numbers are never edited by hand.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::{Result, cargo, root};
+
+#[derive(Debug, Clone)]
+struct Row {
+    krate: String,
+    workload: String,
+    implementation: String,
+    value: f64,
+    unit: String,
+    low: f64,
+    high: f64,
+    runs: String,
+    higher_is_better: bool,
+}
+
+pub(crate) fn run(args: &[String]) -> Result {
+    cargo(&["build", "--release", "-p", "speedup-bench"], &[])?;
+    let binary = root().join("target/release/speedup-bench");
+    eprintln!("\n$ {} {}", binary.display(), args.join(" "));
+    let mut child = Command::new(&binary)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut rows = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        match parse(&line) {
+            Some(row) => rows.push(row),
+            None => println!("{line}"),
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("the benchmark binary failed ({status})"));
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    write_markdown(&rows, quick)
+}
+
+fn parse(line: &str) -> Option<Row> {
+    let f: Vec<&str> = line.strip_prefix("RESULT\t")?.split('\t').collect();
+    let [krate, workload, implementation, value, unit, low, high, runs, better] = f[..] else {
+        return None;
+    };
+    Some(Row {
+        krate: krate.into(),
+        workload: workload.into(),
+        implementation: implementation.into(),
+        value: value.parse().ok()?,
+        unit: unit.into(),
+        low: low.parse().ok()?,
+        high: high.parse().ok()?,
+        runs: runs.into(),
+        higher_is_better: better == "higher",
+    })
+}
+
+/// Our implementation's name for a crate section.
+fn ours(krate: &str) -> String {
+    match krate {
+        "eat" => "cereal-eat".into(),
+        other => format!("speedup-{other}"),
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let rustc = output("rustc", &["-V"]);
+    let commit = output("git", &["rev-parse", "--short", "HEAD"]);
+    let date = output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    format!("{cores} cores, {cpu}; {rustc}; commit {commit}; {date}")
+}
+
+fn output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn human(value: f64, unit: &str) -> String {
+    let (scaled, prefix) = match value {
+        v if v >= 1e9 => (v / 1e9, "G"),
+        v if v >= 1e6 => (v / 1e6, "M"),
+        v if v >= 1e3 && unit.ends_with("/s") => (v / 1e3, "k"),
+        v => (v, ""),
+    };
+    format!("{scaled:.2} {prefix}{unit}")
+}
+
+fn section(krate: &str, rows: &[&Row], quick: bool) -> String {
+    let us = ours(krate);
+    let mut s = String::new();
+    let _ = writeln!(s, "## {us}\n");
+    let _ = writeln!(
+        s,
+        "Run: `cargo xtask bench{} {krate}` on {}. Each figure is the median of the runs shown, with the slowest and fastest run as the spread. **Bold**: the best figure of the workload. Ratio: how many times better {us} is than that implementation (above 1: {us} wins).\n",
+        if quick { " --quick" } else { "" },
+        machine()
+    );
+    let _ = writeln!(s, "![{us} vs peers](bench-{krate}.svg)\n");
+    let _ = writeln!(s, "| workload | implementation | result | spread (min..max) | runs | ratio |");
+    let _ = writeln!(s, "|---|---|---:|---|---:|---:|");
+    let mut by_workload: BTreeMap<usize, (&str, Vec<&Row>)> = BTreeMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for r in rows {
+        let i = order.iter().position(|w| *w == r.workload).unwrap_or_else(|| {
+            order.push(&r.workload);
+            order.len() - 1
+        });
+        by_workload.entry(i).or_insert((&r.workload, Vec::new())).1.push(r);
+    }
+    for (workload, group) in by_workload.values() {
+        let better = |a: f64, b: f64| if group[0].higher_is_better { a > b } else { a < b };
+        let best = group.iter().map(|r| r.value).fold(None, |acc: Option<f64>, v| match acc {
+            Some(b) if !better(v, b) => Some(b),
+            _ => Some(v),
+        });
+        let our = group.iter().find(|r| r.implementation == us).map(|r| r.value);
+        for r in group {
+            let shown = human(r.value, &r.unit);
+            let shown = if Some(r.value) == best && group.len() > 1 { format!("**{shown}**") } else { shown };
+            let ratio = match our {
+                Some(o) if r.implementation != us && r.value > 0.0 => {
+                    let x = if r.higher_is_better { o / r.value } else { r.value / o };
+                    format!("{x:.2}x")
+                }
+                _ => "".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {workload} | {} | {shown} | {}..{} | {} | {ratio} |",
+                r.implementation,
+                human(r.low, &r.unit),
+                human(r.high, &r.unit),
+                r.runs
+            );
+        }
+    }
+    s
+}
+
+/// A horizontal bar chart: per workload, our figure relative to the best peer (1.0 = par).
+fn svg(krate: &str, rows: &[&Row]) -> String {
+    let us = ours(krate);
+    let mut bars: Vec<(String, f64)> = Vec::new();
+    let mut seen = Vec::new();
+    for r in rows {
+        if seen.contains(&r.workload) {
+            continue;
+        }
+        seen.push(r.workload.clone());
+        let group: Vec<&&Row> = rows.iter().filter(|x| x.workload == r.workload).collect();
+        let Some(our) = group.iter().find(|x| x.implementation == us) else { continue };
+        let peers = group.iter().filter(|x| x.implementation != us && x.value > 0.0);
+        let best_peer = if r.higher_is_better {
+            peers.map(|x| x.value).fold(f64::NAN, f64::max)
+        } else {
+            peers.map(|x| x.value).fold(f64::NAN, f64::min)
+        };
+        if best_peer.is_nan() {
+            continue;
+        }
+        let ratio = if r.higher_is_better { our.value / best_peer } else { best_peer / our.value };
+        bars.push((r.workload.clone(), ratio));
+    }
+    let (row_h, left, width) = (26.0, 380.0, 760.0);
+    let max = bars.iter().map(|b| b.1).fold(1.0, f64::max).min(50.0);
+    let scale = (width - left - 70.0) / max;
+    let height = 40.0 + row_h * bars.len() as f64;
+    let mut s = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
+<text x="10" y="18" font-weight="bold">{us}: times better than the best peer (bar past the line = faster/smaller)</text>
+"#
+    );
+    for (i, (label, ratio)) in bars.iter().enumerate() {
+        let y = 30.0 + row_h * i as f64;
+        let w = (ratio.min(max) * scale).max(1.0);
+        let color = if *ratio >= 1.0 { "#2e7d32" } else { "#c62828" };
+        let label = label.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.0}" y="{:.0}" text-anchor="end">{label}</text><rect x="{left}" y="{:.0}" width="{w:.1}" height="{:.0}" fill="{color}"/><text x="{:.0}" y="{:.0}">{ratio:.2}x</text>"#,
+            left - 8.0,
+            y + 15.0,
+            y + 4.0,
+            row_h - 8.0,
+            left + w + 6.0,
+            y + 15.0
+        );
+    }
+    let x1 = left + scale;
+    let _ = writeln!(
+        s,
+        r##"<line x1="{x1:.1}" y1="26" x2="{x1:.1}" y2="{height}" stroke="#333" stroke-dasharray="4 3"/>"##
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+fn write_markdown(rows: &[Row], quick: bool) -> Result {
+    let docs = root().join("docs");
+    let path = docs.join("BENCHMARKS.md");
+    let mut text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        "# Benchmarks\n\n<!-- generated by `cargo xtask bench`: do not edit by hand -->\n\nEach section below comes from one run of `cargo xtask bench` and names the machine it ran on. Ratios compare implementations measured in the same process run; absolute figures on a shared 2-core VM move by tens of percent between runs.\n".into()
+    });
+    let mut crates: Vec<&str> = rows.iter().map(|r| r.krate.as_str()).collect();
+    crates.dedup();
+    for krate in crates {
+        let mine: Vec<&Row> = rows.iter().filter(|r| r.krate == krate).collect();
+        let (start, end) = (format!("<!-- bench:{krate}:start -->"), format!("<!-- bench:{krate}:end -->"));
+        let body = format!("{start}\n{}{end}", section(krate, &mine, quick));
+        text = match (text.find(&start), text.find(&end)) {
+            (Some(a), Some(b)) if a < b => format!("{}{body}{}", &text[..a], &text[b + end.len()..]),
+            _ => format!("{}\n{body}\n", text.trim_end()),
+        };
+        std::fs::write(docs.join(format!("bench-{krate}.svg")), svg(krate, &mine))
+            .map_err(|e| e.to_string())?;
+    }
+    std::fs::write(&path, text).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
