@@ -4,6 +4,7 @@
 //! mode, shows its progress, and writes `docs/BENCHMARKS.md` from the `RESULT` lines it
 //! prints. Each workload runs for every implementation in the same process run.
 
+mod cache;
 mod harness;
 mod paged;
 
@@ -21,5 +22,8 @@ fn main() {
     let wants = |name: &str| only.is_empty() || only.contains(&name);
     if wants("paged") {
         paged::run(&config);
+    }
+    if wants("cache") {
+        cache::run(&config);
     }
 }

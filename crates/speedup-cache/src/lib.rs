@@ -1,1 +1,73 @@
-//! speedup-cache (work in progress).
+//! A concurrent memoizing cache whose recursive sub-calls are evaluated in parallel, once
+//! per key, without deadlocks.
+//!
+//! This is PySpeedup's `Cache` ("maintains multiple recursive calls stably", with
+//! `apply_async` and `batch_async`), rebuilt without its failure modes: the original ran
+//! one OS process per call, polled every 100 ms, could compute a key twice, and hung for
+//! ever after the function raised once.
+//!
+//! ```
+//! use speedup_cache::Cache;
+//!
+//! let fib = Cache::new(|fib: &Cache<u64, u64>, n: u64| -> u64 {
+//!     if n < 2 { return 1; }
+//!     fib.get(n - 1).wrapping_add(fib.get(n - 2))
+//! });
+//! assert_eq!(fib.get(5), 8);
+//! assert_eq!(fib.get(90), 4660046610375530309);
+//! assert!(fib.contains_key(&89));
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Single flight.** Each key's function body runs at most once while its value is
+//!   cached, however many threads ask at once. Waiters block on a condition variable; they
+//!   never spin or poll.
+//! - **No lock around user code.** Shard locks are held only to look up or publish a slot.
+//! - **Help, don't wait.** A thread that needs a key that is queued on the pool but not
+//!   started runs it itself, so a pool of one thread, or a pool whose every worker waits,
+//!   cannot deadlock.
+//! - **Cycles are errors.** A key that depends on itself, on one thread or across threads,
+//!   makes `get` panic with a message naming the key (and `try_get` return
+//!   [`Error::Cycle`]) instead of hanging.
+//! - **Failures are not cached.** A panic reaches the caller that triggered the computation
+//!   and every waiter; the key is vacant again and the next `get` recomputes it.
+//! - **Deep recursion.** Computations grow the stack on demand (`stacker`), so cold
+//!   `fib(100_000)` does not overflow a default thread stack.
+//! - **Bounded pool.** `apply_async` / `batch_async` run on rayon's pool (or one of
+//!   [`CacheBuilder::threads`] threads), never one thread per call.
+//! - **Hit path.** One shared shard lock, one hash lookup, one clone of `V` (use cheap
+//!   clones, e.g. `Arc`, for big values).
+//!
+//! Optional: a capacity bound with second-chance (CLOCK) eviction that never evicts a key
+//! in flight ([`CacheBuilder::capacity`]); a second tier that survives restarts
+//! ([`CacheBuilder::backing`], with a `speedup_paged::DiskDict` under feature `persist`); an
+//! async variant on tokio, [`AsyncCache`] (feature `tokio`).
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+mod backing;
+mod cache;
+mod error;
+mod flight;
+#[cfg(feature = "tokio")]
+mod future;
+mod sync;
+mod waits;
+
+pub use backing::Backing;
+pub use cache::{Cache, CacheBuilder};
+pub use error::Error;
+#[cfg(feature = "tokio")]
+pub use future::AsyncCache;
+
+/// Cores available to this process (1 under loom).
+fn sync_parallelism() -> usize {
+    if cfg!(loom) { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+}
+
+#[cfg(test)]
+mod static_checks {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    const _: () = assert_send_sync::<crate::Cache<u64, String>>();
+}

@@ -59,7 +59,7 @@ const MAX_LABEL: usize = 4000;
 /// Where the first extent may start.
 pub(crate) const DATA_START: u64 = 2 * SLOT;
 /// Growth step of the file (and of the mapping).
-const GROW_MIN: u64 = 1 << 20;
+const GROW_MIN: u64 = 1 << 16;
 
 /// Which structure a store file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

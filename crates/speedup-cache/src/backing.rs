@@ -1,0 +1,58 @@
+//! A second tier behind the in-memory cache: looked up before computing, written after.
+
+/// Storage that a [`Cache`](crate::Cache) consults on a miss and writes computed values to,
+/// so that a long computation can be resumed after a restart.
+///
+/// Failures are logged (through `tracing`) and otherwise ignored: the cache keeps working
+/// from memory. With feature `persist`, [`speedup_paged::DiskDict`] (inside an `RwLock`)
+/// implements it.
+pub trait Backing<K, V>: Send + Sync {
+    /// The stored value for `key`, if any.
+    fn load(&self, key: &K) -> Option<V>;
+    /// Stores a computed value.
+    fn store(&self, key: &K, value: &V);
+    /// Makes stored values durable.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what failed.
+    fn flush(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[cfg(feature = "persist")]
+mod disk {
+    use std::hash::Hash;
+    use std::sync::RwLock;
+
+    use speedup_paged::{DiskDict, Storable};
+
+    use super::Backing;
+
+    /// Reads share the lock (DiskDict reads are `&self` and lock-free); writes take it.
+    impl<K, V> Backing<K, V> for RwLock<DiskDict<K, V>>
+    where
+        K: Storable + Hash + Eq + Clone + Send + Sync,
+        V: Storable + Clone + Send + Sync,
+    {
+        fn load(&self, key: &K) -> Option<V> {
+            let dict = self.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            dict.get(key).unwrap_or_else(|error| {
+                tracing::warn!(%error, path = %dict.path().display(), "speedup-cache: reading the disk tier failed; computing instead");
+                None
+            })
+        }
+
+        fn store(&self, key: &K, value: &V) {
+            let mut dict = self.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Err(error) = dict.insert(key.clone(), value.clone()) {
+                tracing::warn!(%error, path = %dict.path().display(), "speedup-cache: writing the disk tier failed; the value stays in memory only");
+            }
+        }
+
+        fn flush(&self) -> Result<(), String> {
+            self.write().unwrap_or_else(std::sync::PoisonError::into_inner).flush().map_err(|e| e.to_string())
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Why a value could not be had.
+
+use std::fmt;
+
+/// Why [`Cache::try_get`](crate::Cache::try_get) returned no value.
+///
+/// None of these is cached: the next request for the key computes it again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error<E = std::convert::Infallible> {
+    /// The function returned this error for the key (fallible caches only).
+    #[error("computing {key} failed: {error}")]
+    Failed {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// The function's error.
+        error: E,
+    },
+    /// The function panicked while computing the key.
+    #[error("computing {key} panicked: {message}")]
+    Panicked {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The key depends on itself, directly or through other keys (on one thread or across
+    /// threads): computing it could never finish.
+    #[error("cycle: {key} depends on itself (through {path})")]
+    Cycle {
+        /// The key whose computation would wait for itself.
+        key: String,
+        /// The chain of keys that closes the cycle, e.g. `1 -> 2 -> 1`.
+        path: String,
+    },
+}
+
+/// Turns a panic payload into its message.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// `Debug` of a key, shortened so that a huge key does not flood an error message.
+pub(crate) fn describe<K: fmt::Debug>(key: &K) -> String {
+    let mut s = format!("{key:?}");
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}

@@ -1,0 +1,64 @@
+//! A key that depends on itself is reported, never a hang: on one thread, through other
+//! keys, and across two threads.
+
+use std::sync::{Arc, Barrier};
+
+use speedup_cache::{Cache, Error};
+
+mod common;
+
+#[test]
+fn a_key_that_asks_for_itself_panics_naming_it() {
+    common::within(10, || {
+        let cache = Cache::new(|c: &Cache<u64, u64>, k: u64| c.get(k) + 1);
+        let msg = common::message(
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(42))).unwrap_err(),
+        );
+        assert!(msg.contains("cycle") && msg.contains("42"), "{msg}");
+        assert!(cache.is_empty(), "nothing was cached");
+    });
+}
+
+#[test]
+fn an_indirect_cycle_is_an_error_in_try_get() {
+    common::within(10, || {
+        let cache = Cache::try_new(|c: &Cache<u64, u64, ()>, k: u64| {
+            let next = if k == 3 { 1 } else { k + 1 };
+            c.try_get(next)
+        });
+        match cache.try_get(1) {
+            Err(Error::Cycle { key, path }) => {
+                assert_eq!(key, "1", "reported at the key that closes the cycle");
+                assert!(path.starts_with('1'), "{path}");
+            }
+            other => panic!("expected a cycle, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_cycle_across_two_threads_is_reported_not_hung() {
+    common::within(30, || {
+        // Key 1 (thread A) and key 2 (thread B) start together, then each asks for the other.
+        let both_started = Arc::new(Barrier::new(2));
+        let barrier = Arc::clone(&both_started);
+        let cache = Cache::try_new(move |c: &Cache<u64, u64, ()>, k: u64| {
+            barrier.wait();
+            c.try_get(3 - k)
+        });
+        let a = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.try_get(1))
+        };
+        let b = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.try_get(2))
+        };
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        // One thread closes the cycle and sees Cycle; the other waits on it and gets the
+        // same failure. Neither hangs, neither succeeds.
+        assert!(matches!(a, Err(Error::Cycle { .. })), "{a:?}");
+        assert!(matches!(b, Err(Error::Cycle { .. })), "{b:?}");
+        assert!(cache.is_empty());
+    });
+}
