@@ -15,7 +15,7 @@ fn split(n: u64) -> Option<u64> {
     if n < 4 {
         return None;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return Some(2);
     }
     if is_prime(n) {
@@ -62,12 +62,12 @@ fn is_prime(n: u64) -> bool {
         r
     };
     for p in [2u64, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37] {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
     let (mut d, mut s) = (n - 1, 0);
-    while d % 2 == 0 {
+    while d.is_multiple_of(2) {
         d /= 2;
         s += 1;
     }
