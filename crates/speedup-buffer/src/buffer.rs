@@ -1,0 +1,406 @@
+//! [`Buffer`]: an iterator run ahead of its readers on a thread of its own.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::Error;
+use crate::gate::{FINISHED, Gate, PANICKED};
+use crate::halt::{Halt, NonDecreasing};
+use crate::sync::{Arc, thread};
+
+/// Default read-ahead: the original's `buffersize`.
+pub const DEFAULT_LOOKAHEAD: usize = 16;
+/// Items the producer publishes at most at once.
+const BATCH: usize = 64;
+
+pub(crate) struct Shared<T> {
+    pub(crate) items: boxcar::Vec<T>,
+    pub(crate) gate: Gate,
+    panic: std::sync::Mutex<Option<String>>,
+}
+
+/// A sequence produced on another thread, `lookahead` items ahead of the furthest item any
+/// reader asked for, and cached: it can be indexed, iterated (any number of times, from any
+/// number of threads) and searched.
+///
+/// # Examples
+///
+/// The seed's `count` example:
+///
+/// ```
+/// use speedup_buffer::Buffer;
+///
+/// let count = Buffer::builder().lookahead(4).build(0u64..);
+/// assert_eq!(count.get(0), Some(&0));
+/// assert_eq!(count.get(15), Some(&15));
+/// for (v, i) in count.iter().enumerate() {
+///     assert_eq!(v as u64, *i);
+///     if v == 5 {
+///         println!("Success");
+///         break;
+///     }
+/// }
+/// assert!(count.contains(&100));     // the original answered False here
+/// ```
+///
+/// # Guarantees
+///
+/// - Items never move: `get` returns `&T` valid for the buffer's lifetime; readers never
+///   lock to read a produced item.
+/// - The producer waits (parks) once it is `lookahead` items past the furthest item asked
+///   for; it never busy-waits for longer than a short bounded spin.
+/// - The end of a finite sequence is explicit (`get` returns `None`), a producer panic
+///   reaches every reader that needs an item past it, and dropping the `Buffer` stops the
+///   producer within one item and joins its thread.
+/// - `Buffer` is `Send + Sync`: share it by reference or in an `Arc`.
+pub struct Buffer<T> {
+    shared: Arc<Shared<T>>,
+    lookahead: usize,
+    halt: Box<dyn Halt<T>>,
+    producer: Option<thread::JoinHandle<()>>,
+}
+
+impl<T> fmt::Debug for Buffer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buffer")
+            .field("produced", &self.shared.gate.published())
+            .field("lookahead", &self.lookahead)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Options for a [`Buffer`]: lookahead, halting condition, self-referential producers.
+pub struct BufferBuilder<T, H = NonDecreasing> {
+    lookahead: usize,
+    halt: H,
+    _items: PhantomData<fn() -> T>,
+}
+
+impl<T, H> fmt::Debug for BufferBuilder<T, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferBuilder").field("lookahead", &self.lookahead).finish_non_exhaustive()
+    }
+}
+
+impl<T, H> BufferBuilder<T, H> {
+    /// How many items the producer may run ahead of the furthest item asked for (the
+    /// original's `buffersize`; default 16, at least 1).
+    pub fn lookahead(mut self, items: usize) -> Self {
+        self.lookahead = items.max(1);
+        self
+    }
+
+    /// The halting condition [`Buffer::contains`] uses (default [`NonDecreasing`]).
+    pub fn halt<H2: Halt<T>>(self, halt: H2) -> BufferBuilder<T, H2> {
+        BufferBuilder { lookahead: self.lookahead, halt, _items: PhantomData }
+    }
+}
+
+impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
+    /// Starts the producer thread over `iter`.
+    pub fn build<I>(self, iter: I) -> Buffer<T>
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        let iter = iter.into_iter();
+        self.build_with_prefix(move |_| iter)
+    }
+
+    /// Starts a producer that can read the buffer's own earlier output through a
+    /// [`Prefix`]: the classic prime sieve that tests candidates against the primes found
+    /// so far.
+    ///
+    /// ```
+    /// use speedup_buffer::Buffer;
+    ///
+    /// let primes = Buffer::builder().build_with_prefix(|found| {
+    ///     (2u64..).filter(move |&n| found.iter().take_while(|&&p| p * p <= n).all(|&p| n % p != 0))
+    /// });
+    /// assert_eq!(primes.get(9), Some(&29));
+    /// assert!(primes.contains(&7919));
+    /// assert!(!primes.contains(&7917));
+    /// ```
+    pub fn build_with_prefix<I, F>(self, make: F) -> Buffer<T>
+    where
+        F: FnOnce(Prefix<T>) -> I + Send + 'static,
+        I: IntoIterator<Item = T>,
+        I::IntoIter: 'static,
+    {
+        let shared = Arc::new(Shared {
+            items: boxcar::Vec::new(),
+            gate: Gate::new(self.lookahead),
+            panic: std::sync::Mutex::new(None),
+        });
+        let producer = {
+            let shared = Arc::clone(&shared);
+            let prefix = Prefix { shared: Arc::clone(&shared) };
+            let run = move || produce(&shared, move || make(prefix).into_iter());
+            #[cfg(not(loom))]
+            let handle = thread::Builder::new()
+                .name("speedup-buffer".into())
+                .spawn(run)
+                .unwrap_or_else(|e| panic!("cannot start the buffer's producer thread: {e}"));
+            #[cfg(loom)]
+            let handle = thread::spawn(run);
+            handle
+        };
+        Buffer { shared, lookahead: self.lookahead, halt: Box::new(self.halt), producer: Some(producer) }
+    }
+}
+
+/// The producer thread: pull items while there is demand, publish them in batches.
+fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> I) {
+    let gate = &shared.gate;
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut iter = make();
+        let mut produced = 0;
+        while let Some(wanted) = gate.demand_after(produced) {
+            let batch_end = wanted.min(produced + BATCH);
+            while produced < batch_end {
+                if gate.stopping() {
+                    gate.publish(produced);
+                    return;
+                }
+                match iter.next() {
+                    Some(item) => {
+                        shared.items.push(item);
+                        produced += 1;
+                    }
+                    None => {
+                        gate.publish(produced);
+                        return;
+                    }
+                }
+            }
+            gate.publish(produced);
+        }
+    }));
+    match outcome {
+        Ok(()) => gate.finish(FINISHED),
+        Err(payload) => {
+            // Items of the interrupted batch were produced before the panic: publish them.
+            gate.publish(shared.items.count());
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".into());
+            *shared.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+            gate.finish(PANICKED);
+        }
+    }
+}
+
+impl<T: PartialOrd + Send + Sync + 'static> Buffer<T> {
+    /// Starts a producer over `iter` with lookahead 16 and the [`NonDecreasing`] halting
+    /// condition.
+    pub fn new<I>(iter: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Buffer::builder().build(iter)
+    }
+}
+
+impl<T> Buffer<T> {
+    /// Options: lookahead, halting condition, self-referential producers.
+    pub fn builder() -> BufferBuilder<T> {
+        BufferBuilder { lookahead: DEFAULT_LOOKAHEAD, halt: NonDecreasing, _items: PhantomData }
+    }
+}
+
+impl<T: Send + Sync + 'static> Buffer<T> {
+    /// Item `index`, waiting for the producer if needed; `None` past the end of a finite
+    /// sequence.
+    ///
+    /// # Panics
+    ///
+    /// If the producer panicked before producing item `index` (with its message).
+    pub fn get(&self, index: usize) -> Option<&T> {
+        match self.try_get(index) {
+            Ok(item) => item,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`Buffer::get`], with the producer's panic as an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ProducerPanicked`].
+    pub fn try_get(&self, index: usize) -> Result<Option<&T>, Error> {
+        let gate = &self.shared.gate;
+        if index < gate.published() {
+            // Fast path: published, so written; keep the producer `lookahead` ahead.
+            gate.want(index.saturating_add(1 + self.lookahead));
+            return Ok(self.shared.items.get(index));
+        }
+        gate.want(index.saturating_add(1 + self.lookahead));
+        let published = gate.wait_for(index);
+        if index < published {
+            return Ok(self.shared.items.get(index));
+        }
+        match gate.end() {
+            PANICKED => Err(Error::ProducerPanicked { index, message: self.panic_message() }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether `target` occurs, searching the cached prefix (by bisection when the halting
+    /// condition says the sequence is sorted) and then new items until the halting
+    /// condition says stop. Always terminates on a finite sequence.
+    ///
+    /// # Panics
+    ///
+    /// If the producer panicked before the search could end.
+    pub fn contains(&self, target: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        let mut start = 0;
+        if self.halt.sorted() {
+            let cached = self.shared.gate.published();
+            let (mut lo, mut hi) = (0, cached);
+            // Bisection on PartialOrd via the halting condition: an item past the target.
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match self.shared.items.get(mid) {
+                    Some(item) if item == target => return true,
+                    Some(item) if self.halt.halt(item, target, 0) => hi = mid,
+                    _ => lo = mid + 1,
+                }
+            }
+            if lo < cached {
+                return false; // an item past the target is cached; it is not there
+            }
+            start = cached;
+        }
+        let mut attempts = start;
+        for index in start.. {
+            let Some(item) = self.get(index) else { return false };
+            if item == target {
+                return true;
+            }
+            attempts += 1;
+            if self.halt.halt(item, target, attempts) {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// Iterates from the first item: cached items first, then waiting for the producer.
+    /// Any number of iterators may run at once.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { buffer: self, next: 0, published: 0 }
+    }
+
+    /// Items produced (and readable without waiting) so far.
+    pub fn produced(&self) -> usize {
+        self.shared.gate.published()
+    }
+
+    fn panic_message(&self) -> String {
+        self.shared
+            .panic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
+impl<T> Drop for Buffer<T> {
+    /// Stops the producer within one item and joins its thread.
+    fn drop(&mut self) {
+        self.shared.gate.stop();
+        if let Some(producer) = self.producer.take() {
+            // The producer catches panics from the iterator itself, so a join error can
+            // only come from a panic in our own code, which has already been reported.
+            let _ = producer.join();
+        }
+    }
+}
+
+/// Iterator over a [`Buffer`]'s items, in order; see [`Buffer::iter`].
+pub struct Iter<'a, T> {
+    buffer: &'a Buffer<T>,
+    next: usize,
+    /// Items known to be published: reading below it needs no synchronization.
+    published: usize,
+}
+
+impl<T> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter").field("next", &self.next).finish()
+    }
+}
+
+impl<'a, T: Send + Sync + 'static> Iterator for Iter<'a, T> {
+    type Item = &'a T;
+
+    fn next(&mut self) -> Option<&'a T> {
+        let index = self.next;
+        if index >= self.published {
+            let gate = &self.buffer.shared.gate;
+            self.published = gate.published();
+            if index >= self.published {
+                return self.buffer.get(index).inspect(|_| {
+                    self.next += 1;
+                    self.published = gate.published();
+                });
+            }
+        }
+        // Keep demand `lookahead` ahead of this reader, once per half window.
+        let lookahead = self.buffer.lookahead;
+        if index % lookahead.div_ceil(2) == 0 {
+            self.buffer.shared.gate.want(index + 1 + lookahead);
+        }
+        self.next += 1;
+        self.buffer.shared.items.get(index)
+    }
+}
+
+/// Read access to a buffer's own output, for self-referential producers (see
+/// [`BufferBuilder::build_with_prefix`]). It sees every item produced so far and never
+/// waits.
+pub struct Prefix<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> fmt::Debug for Prefix<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prefix").field("len", &self.shared.items.count()).finish()
+    }
+}
+
+impl<T> Prefix<T> {
+    /// Item `index`, if it has been produced.
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.shared.items.get(index)
+    }
+
+    /// The items produced so far, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        (0..self.shared.items.count()).map_while(|i| self.shared.items.get(i))
+    }
+
+    /// How many items have been produced.
+    pub fn len(&self) -> usize {
+        self.shared.items.count()
+    }
+
+    /// Whether nothing has been produced yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod static_checks {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    const _: () = assert_send_sync::<super::Buffer<u64>>();
+}

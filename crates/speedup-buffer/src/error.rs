@@ -1,0 +1,25 @@
+//! Why a buffered item is not there.
+
+/// Why [`Buffer::try_get`](crate::Buffer::try_get) returned no item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The producer panicked before producing the item; every later item is lost too.
+    #[error("the buffer's producer panicked before item {index}: {message}")]
+    ProducerPanicked {
+        /// The item asked for.
+        index: usize,
+        /// The producer's panic message.
+        message: String,
+    },
+    /// The item left a windowed buffer's memory (and no spill store keeps it).
+    #[error(
+        "item {index} was dropped from the buffer's window (oldest kept: {oldest}); widen the window or enable spilling"
+    )]
+    Evicted {
+        /// The item asked for.
+        index: usize,
+        /// The oldest item still held.
+        oldest: usize,
+    },
+}

@@ -1,0 +1,79 @@
+//! Halting conditions for [`Buffer::contains`](crate::Buffer::contains): when a search for a
+//! value that has not shown up yet should give up.
+//!
+//! A condition sees the newest item examined, the target, and how many items it has
+//! examined, and answers "stop searching now". Any `Fn(&T, &T, usize) -> bool` is one.
+
+/// Decides when [`Buffer::contains`](crate::Buffer::contains) stops looking.
+pub trait Halt<T>: Send + Sync {
+    /// Whether to stop: `newest` is the last item compared (not equal to `target`) and
+    /// `attempts` the number of items compared so far.
+    fn halt(&self, newest: &T, target: &T, attempts: usize) -> bool;
+
+    /// Whether the condition implies the sequence is sorted ascending, so that the cached
+    /// prefix may be searched by bisection instead of a scan.
+    fn sorted(&self) -> bool {
+        false
+    }
+}
+
+impl<T, F: Fn(&T, &T, usize) -> bool + Send + Sync> Halt<T> for F {
+    fn halt(&self, newest: &T, target: &T, attempts: usize) -> bool {
+        self(newest, target, attempts)
+    }
+}
+
+/// The default: the sequence never decreases (the primes, a counter, the positive
+/// Fibonacci numbers), so once an item is greater than the target, the target cannot
+/// come later. (The original checked this backwards; see the crate docs.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NonDecreasing;
+
+impl<T: PartialOrd> Halt<T> for NonDecreasing {
+    fn halt(&self, newest: &T, target: &T, _: usize) -> bool {
+        newest > target
+    }
+
+    fn sorted(&self) -> bool {
+        true
+    }
+}
+
+/// The sequence's magnitudes never decrease (a spiral in the complex plane, an alternating
+/// series growing in size): stop once an item's magnitude exceeds the target's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AbsNonDecreasing;
+
+impl<T: Magnitude> Halt<T> for AbsNonDecreasing {
+    fn halt(&self, newest: &T, target: &T, _: usize) -> bool {
+        newest.magnitude() > target.magnitude()
+    }
+}
+
+/// Give up after examining this many items (a guard for sequences with no usable order).
+#[derive(Debug, Clone, Copy)]
+pub struct MaxAttempts(pub usize);
+
+impl<T> Halt<T> for MaxAttempts {
+    fn halt(&self, _: &T, _: &T, attempts: usize) -> bool {
+        attempts >= self.0
+    }
+}
+
+/// A value's size, for [`AbsNonDecreasing`]. Implemented for the primitive numbers;
+/// implement it for your own types (complex numbers, vectors).
+pub trait Magnitude {
+    /// The magnitude (absolute value, norm).
+    fn magnitude(&self) -> f64;
+}
+
+macro_rules! magnitude {
+    ($($t:ty),*) => {$(
+        impl Magnitude for $t {
+            fn magnitude(&self) -> f64 {
+                (*self as f64).abs()
+            }
+        }
+    )*};
+}
+magnitude!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64);
