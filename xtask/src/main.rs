@@ -81,8 +81,11 @@ fn ci() -> Result {
 /// The loom models of the concurrency cores, in release mode with a small preemption bound
 /// (tokio's settings), in their own target folder so the normal build cache survives.
 fn loom() -> Result {
-    let env =
-        [("RUSTFLAGS", "--cfg loom"), ("LOOM_MAX_PREEMPTIONS", "2"), ("CARGO_TARGET_DIR", "target/loom")];
+    let env = [
+        ("RUSTFLAGS", "--cfg speedup_loom"),
+        ("LOOM_MAX_PREEMPTIONS", "2"),
+        ("CARGO_TARGET_DIR", "target/loom"),
+    ];
     for krate in LOOM_CRATES {
         cargo(&["test", "--release", "-p", krate, "--test", "loom", "--locked"], &env)?;
     }
@@ -90,7 +93,7 @@ fn loom() -> Result {
 }
 
 /// Crates with a `tests/loom.rs` model.
-const LOOM_CRATES: [&str; 1] = ["speedup-cache"];
+const LOOM_CRATES: [&str; 2] = ["speedup-cache", "speedup-buffer"];
 
 fn miri() -> Result {
     // Miri cannot mmap files, so it runs the unit tests of the code that interprets bytes

@@ -137,12 +137,12 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
             let shared = Arc::clone(&shared);
             let prefix = Prefix { shared: Arc::clone(&shared) };
             let run = move || produce(&shared, move || make(prefix).into_iter());
-            #[cfg(not(loom))]
+            #[cfg(not(speedup_loom))]
             let handle = thread::Builder::new()
                 .name("speedup-buffer".into())
                 .spawn(run)
                 .unwrap_or_else(|e| panic!("cannot start the buffer's producer thread: {e}"));
-            #[cfg(loom)]
+            #[cfg(speedup_loom)]
             let handle = thread::spawn(run);
             handle
         };

@@ -3,28 +3,36 @@
 //! Two counters carry it: `published` (items readers may read) and `wanted` (the producer
 //! may produce while `published < wanted`). Readers never lock to read a published item.
 //! Either side that has nothing to do spins for a bounded number of rounds, then parks on a
-//! condition variable; the other side wakes it only if it announced that it parks.
+//! condition variable.
 //!
-//! **Invariant (no lost wake-up):** each side writes its counter, then (after a `SeqCst`
-//! fence) reads the other side's "parked" flag; each parking side sets its flag, then
-//! (`SeqCst`) re-reads the counter under the lock before sleeping. Whichever order the two
-//! happen in, one of them sees the other. `tests/loom.rs` checks this.
+//! **Invariant (no lost wake-up):** each counter carries, in its lowest bit, the flag "the
+//! other side is parked waiting for this counter to move". The side that parks sets the
+//! flag with a read-modify-write (`fetch_or`) *while holding the lock* and re-checks the
+//! counter it got back; the side that moves the counter does so with a read-modify-write
+//! too (`fetch_max`, `swap`) and, if the value it replaced had the flag, takes the lock and
+//! notifies. Read-modify-writes of one atomic are totally ordered, so either the parker sees
+//! the new value or the mover sees the flag; and the mover's notify cannot slip in before
+//! the parker waits, because the parker holds the lock from its `fetch_or` until it sleeps.
+//! This needs no `SeqCst` fences, so loom can check it exhaustively (`tests/loom.rs`).
 
-use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering, SPINS, backoff, fence, lock};
+use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering, SPINS, backoff, lock};
 
 /// How the producer ended.
 pub(crate) const RUNNING: u8 = 0;
 pub(crate) const FINISHED: u8 = 1;
 pub(crate) const PANICKED: u8 = 2;
 
+/// The low bit of a counter: somebody is parked waiting for it to move.
+const PARKED: usize = 1;
+
 #[derive(Debug)]
 pub(crate) struct Gate {
+    /// `published << 1 | readers parked`.
     published: AtomicUsize,
+    /// `wanted << 1 | producer parked`.
     wanted: AtomicUsize,
     end: AtomicU8,
     stop: AtomicBool,
-    producer_parked: AtomicBool,
-    readers_parked: AtomicUsize,
     lock: Mutex<()>,
     producer_wake: Condvar,
     readers_wake: Condvar,
@@ -34,11 +42,9 @@ impl Gate {
     pub(crate) fn new(initial_demand: usize) -> Self {
         Gate {
             published: AtomicUsize::new(0),
-            wanted: AtomicUsize::new(initial_demand),
+            wanted: AtomicUsize::new(initial_demand << 1),
             end: AtomicU8::new(RUNNING),
             stop: AtomicBool::new(false),
-            producer_parked: AtomicBool::new(false),
-            readers_parked: AtomicUsize::new(0),
             lock: Mutex::new(()),
             producer_wake: Condvar::new(),
             readers_wake: Condvar::new(),
@@ -47,7 +53,7 @@ impl Gate {
 
     /// Items readers may read.
     pub(crate) fn published(&self) -> usize {
-        self.published.load(Ordering::Acquire)
+        self.published.load(Ordering::Acquire) >> 1
     }
 
     pub(crate) fn end(&self) -> u8 {
@@ -58,12 +64,11 @@ impl Gate {
 
     /// Raises the demand to `upto` items, waking the producer if it sleeps.
     pub(crate) fn want(&self, upto: usize) {
-        if self.wanted.load(Ordering::Relaxed) >= upto {
+        if self.wanted.load(Ordering::Relaxed) >> 1 >= upto {
             return;
         }
-        self.wanted.fetch_max(upto, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.producer_parked.load(Ordering::SeqCst) {
+        let old = self.wanted.fetch_max(upto << 1, Ordering::AcqRel);
+        if old & PARKED != 0 && old >> 1 < upto {
             let _guard = lock(&self.lock);
             self.producer_wake.notify_one();
         }
@@ -73,18 +78,24 @@ impl Gate {
     pub(crate) fn wait_for(&self, index: usize) -> usize {
         for round in 0..SPINS {
             let published = self.published();
-            if index < published || self.end() != RUNNING {
+            if index < published {
                 return published;
+            }
+            if self.end() != RUNNING {
+                // The last items are published before the end is set: read them again
+                // (reading `published` before `end` could miss them; loom found this).
+                return self.published();
             }
             backoff(round);
         }
         let mut guard = lock(&self.lock);
-        self.readers_parked.fetch_add(1, Ordering::SeqCst);
         loop {
-            let published = self.published.load(Ordering::SeqCst);
-            if index < published || self.end() != RUNNING {
-                self.readers_parked.fetch_sub(1, Ordering::SeqCst);
+            let published = self.published.fetch_or(PARKED, Ordering::AcqRel) >> 1;
+            if index < published {
                 return published;
+            }
+            if self.end() != RUNNING {
+                return self.published();
             }
             guard = self.readers_wake.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
@@ -92,7 +103,7 @@ impl Gate {
 
     /// Asks the producer to stop (the buffer is being dropped) and wakes it.
     pub(crate) fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::Release);
         let _guard = lock(&self.lock);
         self.producer_wake.notify_one();
     }
@@ -110,33 +121,29 @@ impl Gate {
             if self.stopping() {
                 return None;
             }
-            let wanted = self.wanted.load(Ordering::Acquire);
+            let wanted = self.wanted.load(Ordering::Acquire) >> 1;
             if wanted > produced {
                 return Some(wanted);
             }
             backoff(round);
         }
         let mut guard = lock(&self.lock);
-        self.producer_parked.store(true, Ordering::SeqCst);
-        let outcome = loop {
-            if self.stop.load(Ordering::SeqCst) {
-                break None;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return None;
             }
-            let wanted = self.wanted.load(Ordering::SeqCst);
+            let wanted = self.wanted.fetch_or(PARKED, Ordering::AcqRel) >> 1;
             if wanted > produced {
-                break Some(wanted);
+                self.wanted.fetch_and(!PARKED, Ordering::Relaxed);
+                return Some(wanted);
             }
             guard = self.producer_wake.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
-        };
-        self.producer_parked.store(false, Ordering::SeqCst);
-        outcome
+        }
     }
 
     /// Makes the first `count` items readable, waking parked readers.
     pub(crate) fn publish(&self, count: usize) {
-        self.published.store(count, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if self.readers_parked.load(Ordering::SeqCst) > 0 {
+        if self.published.swap(count << 1, Ordering::AcqRel) & PARKED != 0 {
             let _guard = lock(&self.lock);
             self.readers_wake.notify_all();
         }
@@ -144,7 +151,7 @@ impl Gate {
 
     /// The producer is done (`FINISHED` or `PANICKED`): wake everybody.
     pub(crate) fn finish(&self, how: u8) {
-        self.end.store(how, Ordering::SeqCst);
+        self.end.store(how, Ordering::Release);
         let _guard = lock(&self.lock);
         self.readers_wake.notify_all();
     }

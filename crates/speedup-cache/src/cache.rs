@@ -13,9 +13,9 @@ use crate::sync::{Arc, AtomicUsize, RwLock, thread_id};
 use crate::waits::Waits;
 
 /// Stack left before a computation grows the stack (and the size of each new segment).
-#[cfg(not(loom))]
+#[cfg(not(speedup_loom))]
 const RED_ZONE: usize = 256 * 1024;
-#[cfg(not(loom))]
+#[cfg(not(speedup_loom))]
 const STACK_SEGMENT: usize = 8 * 1024 * 1024;
 
 type Func<K, V, E> = dyn Fn(&Cache<K, V, E>, K) -> Result<V, Error<E>> + Send + Sync;
@@ -65,7 +65,7 @@ struct Inner<K, V, E> {
     len: AtomicUsize,
     /// Ready values allowed per shard (`usize::MAX`: unbounded).
     shard_capacity: usize,
-    #[cfg(not(loom))]
+    #[cfg(not(speedup_loom))]
     pool: Option<rayon::ThreadPool>,
     backing: Option<Box<dyn crate::Backing<K, V>>>,
 }
@@ -194,7 +194,7 @@ where
         let shards = (crate::sync_parallelism() * 64).next_power_of_two().max(64);
         let shard_capacity = self.capacity.map_or(usize::MAX, |c| c.div_ceil(shards));
         let hasher = ahash::RandomState::new();
-        #[cfg(not(loom))]
+        #[cfg(not(speedup_loom))]
         let pool = self.threads.map(|n| {
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
@@ -214,7 +214,7 @@ where
                 waits: Waits::default(),
                 len: AtomicUsize::new(0),
                 shard_capacity,
-                #[cfg(not(loom))]
+                #[cfg(not(speedup_loom))]
                 pool,
                 backing: self.backing,
             }),
@@ -518,7 +518,7 @@ where
         self.shard_at(hash).write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(speedup_loom))]
     fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         match &self.inner.pool {
             Some(pool) => pool.spawn(job),
@@ -528,7 +528,7 @@ where
 
     /// Under loom there is no pool: queued keys stay queued until a waiter helps, which is
     /// exactly the path the models check.
-    #[cfg(loom)]
+    #[cfg(speedup_loom)]
     fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         drop(job);
     }
@@ -549,12 +549,12 @@ impl<E> From<Error<E>> for Failure<E> {
 
 /// Runs `f` with at least `RED_ZONE` bytes of stack, on a fresh heap-allocated segment if
 /// needed: deep recursion through the cache never overflows.
-#[cfg(not(loom))]
+#[cfg(not(speedup_loom))]
 fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
     stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, f)
 }
 
-#[cfg(loom)]
+#[cfg(speedup_loom)]
 fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
     f()
 }

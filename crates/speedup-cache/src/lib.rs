@@ -63,7 +63,7 @@ pub use future::AsyncCache;
 
 /// Cores available to this process (1 under loom).
 fn sync_parallelism() -> usize {
-    if cfg!(loom) { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+    if cfg!(speedup_loom) { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Loom models of the per-key state machine (vacant, queued, running, done, failed):
 //! single flight, help-while-waiting, panic recovery. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test -p speedup-cache --test loom --release`
+//! `RUSTFLAGS="--cfg speedup_loom" cargo test -p speedup-cache --test loom --release`
 //! (`LOOM_MAX_PREEMPTIONS=2` keeps it to seconds).
-#![cfg(loom)]
+#![cfg(speedup_loom)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

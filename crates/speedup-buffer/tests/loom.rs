@@ -1,0 +1,38 @@
+//! Loom models of the publish/park protocol: a reader that waits is always woken, the
+//! producer is always woken by new demand, and the end of the sequence and a stop are
+//! always seen. Run with
+//! `RUSTFLAGS="--cfg speedup_loom" cargo test -p speedup-buffer --test loom --release`.
+#![cfg(speedup_loom)]
+
+use speedup_buffer::Buffer;
+
+#[test]
+fn a_waiting_reader_gets_every_item_and_the_end() {
+    loom::model(|| {
+        let b = Buffer::builder().lookahead(1).build(0u8..2);
+        assert_eq!(b.get(1), Some(&1));
+        assert_eq!(b.get(2), None);
+    });
+}
+
+#[test]
+fn new_demand_wakes_a_parked_producer() {
+    loom::model(|| {
+        let b = Buffer::builder().lookahead(1).build(0u8..);
+        assert_eq!(b.get(0), Some(&0));
+        assert_eq!(b.get(2), Some(&2)); // past the first lookahead: the producer had parked
+    });
+}
+
+#[test]
+fn two_readers_and_a_drop() {
+    loom::model(|| {
+        let b = loom::sync::Arc::new(Buffer::builder().lookahead(1).build(0u8..3));
+        let other = {
+            let b = loom::sync::Arc::clone(&b);
+            loom::thread::spawn(move || b.get(2).copied())
+        };
+        assert_eq!(b.get(1), Some(&1));
+        assert_eq!(other.join().unwrap(), Some(2));
+    });
+}
