@@ -4,6 +4,7 @@
 //! mode, shows its progress, and writes `docs/BENCHMARKS.md` from the `RESULT` lines it
 //! prints. Each workload runs for every implementation in the same process run.
 
+mod buffer;
 mod cache;
 mod harness;
 mod paged;
@@ -25,5 +26,8 @@ fn main() {
     }
     if wants("cache") {
         cache::run(&config);
+    }
+    if wants("buffer") {
+        buffer::run(&config);
     }
 }

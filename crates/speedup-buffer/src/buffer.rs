@@ -7,6 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::error::Error;
 use crate::gate::{FINISHED, Gate, PANICKED};
 use crate::halt::{Halt, NonDecreasing};
+use crate::store::Store;
 use crate::sync::{Arc, thread};
 
 /// Default read-ahead: the original's `buffersize`.
@@ -15,7 +16,7 @@ pub const DEFAULT_LOOKAHEAD: usize = 16;
 const BATCH: usize = 64;
 
 pub(crate) struct Shared<T> {
-    pub(crate) items: boxcar::Vec<T>,
+    pub(crate) items: Store<T>,
     pub(crate) gate: Gate,
     panic: std::sync::Mutex<Option<String>>,
 }
@@ -129,7 +130,7 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
         I::IntoIter: 'static,
     {
         let shared = Arc::new(Shared {
-            items: boxcar::Vec::new(),
+            items: Store::new(),
             gate: Gate::new(self.lookahead),
             panic: std::sync::Mutex::new(None),
         });
@@ -165,7 +166,8 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
                 }
                 match iter.next() {
                     Some(item) => {
-                        shared.items.push(item);
+                        // SAFETY: this thread is the buffer's only producer.
+                        unsafe { shared.items.push(item) };
                         produced += 1;
                     }
                     None => {
@@ -181,7 +183,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
         Ok(()) => gate.finish(FINISHED),
         Err(payload) => {
             // Items of the interrupted batch were produced before the panic: publish them.
-            gate.publish(shared.items.count());
+            gate.publish(shared.items.len());
             let message = payload
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -219,6 +221,7 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     /// # Panics
     ///
     /// If the producer panicked before producing item `index` (with its message).
+    #[inline]
     pub fn get(&self, index: usize) -> Option<&T> {
         match self.try_get(index) {
             Ok(item) => item,
@@ -231,17 +234,30 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     /// # Errors
     ///
     /// [`Error::ProducerPanicked`].
+    #[inline]
     pub fn try_get(&self, index: usize) -> Result<Option<&T>, Error> {
-        let gate = &self.shared.gate;
-        if index < gate.published() {
-            // Fast path: published, so written; keep the producer `lookahead` ahead.
-            gate.want(index.saturating_add(1 + self.lookahead));
-            return Ok(self.shared.items.get(index));
+        let published = self.shared.gate.published();
+        if index < published {
+            // Fast path: published, so written. Keep the producer `lookahead` ahead only
+            // near the frontier; deep in the cached prefix there is nothing to ask for.
+            if index + self.lookahead >= published {
+                self.shared.gate.want(index.saturating_add(1 + self.lookahead));
+            }
+            // SAFETY: `index < published`, loaded with Acquire; the producer publishes only
+            // items it has written (the store's invariant).
+            return Ok(Some(unsafe { self.shared.items.get_unchecked(index) }));
         }
+        self.slow_get(index)
+    }
+
+    #[cold]
+    fn slow_get(&self, index: usize) -> Result<Option<&T>, Error> {
+        let gate = &self.shared.gate;
         gate.want(index.saturating_add(1 + self.lookahead));
         let published = gate.wait_for(index);
         if index < published {
-            return Ok(self.shared.items.get(index));
+            // SAFETY: as in `try_get`: `wait_for` returns a count it loaded with Acquire.
+            return Ok(Some(unsafe { self.shared.items.get_unchecked(index) }));
         }
         match gate.end() {
             PANICKED => Err(Error::ProducerPanicked { index, message: self.panic_message() }),
@@ -360,7 +376,8 @@ impl<'a, T: Send + Sync + 'static> Iterator for Iter<'a, T> {
             self.buffer.shared.gate.want(index + 1 + lookahead);
         }
         self.next += 1;
-        self.buffer.shared.items.get(index)
+        // SAFETY: `index < self.published`, a count loaded with Acquire from the gate.
+        Some(unsafe { self.buffer.shared.items.get_unchecked(index) })
     }
 }
 
@@ -373,7 +390,7 @@ pub struct Prefix<T> {
 
 impl<T> fmt::Debug for Prefix<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Prefix").field("len", &self.shared.items.count()).finish()
+        f.debug_struct("Prefix").field("len", &self.shared.items.len()).finish()
     }
 }
 
@@ -385,12 +402,12 @@ impl<T> Prefix<T> {
 
     /// The items produced so far, in order.
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        (0..self.shared.items.count()).map_while(|i| self.shared.items.get(i))
+        (0..self.shared.items.len()).map_while(|i| self.shared.items.get(i))
     }
 
     /// How many items have been produced.
     pub fn len(&self) -> usize {
-        self.shared.items.count()
+        self.shared.items.len()
     }
 
     /// Whether nothing has been produced yet.

@@ -52,6 +52,7 @@ impl Gate {
     }
 
     /// Items readers may read.
+    #[inline]
     pub(crate) fn published(&self) -> usize {
         self.published.load(Ordering::Acquire) >> 1
     }

@@ -44,6 +44,7 @@ mod buffer;
 mod error;
 mod gate;
 pub mod halt;
+mod store;
 mod sync;
 
 pub use buffer::{Buffer, BufferBuilder, DEFAULT_LOOKAHEAD, Iter, Prefix};

@@ -1,0 +1,183 @@
+//! The produced prefix: an append-only array with stable addresses, written by exactly one
+//! producer and read by any number of threads.
+//!
+//! Items live in buckets of doubling size (32, 64, 128, ...), allocated on demand and never
+//! moved or freed before the store is dropped, so `&T` stays valid for the store's life.
+//!
+//! **Invariant (why the unsafe code is sound):** slot `i` is written exactly once, by the
+//! single producer, before it raises `written` past `i` (`Release`). A reader may read slot
+//! `i` only after observing (`Acquire`) a count above `i`, either `written` here or the
+//! buffer's `published`, which the producer raises only after `written`. So every read of a
+//! slot happens-after its only write, and nothing ever writes it again. Tested by the unit
+//! tests below (also under Miri, which checks for data races between real threads).
+
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// Size of the first bucket; bucket `b` holds `FIRST << b` items.
+const FIRST: usize = 32;
+/// Enough buckets for every index below `usize::MAX - FIRST`.
+const BUCKETS: usize = usize::BITS as usize - FIRST.trailing_zeros() as usize;
+
+type Slot<T> = UnsafeCell<MaybeUninit<T>>;
+
+pub(crate) struct Store<T> {
+    buckets: [AtomicPtr<Slot<T>>; BUCKETS],
+    written: AtomicUsize,
+}
+
+// SAFETY: the store hands out `&T` to any thread (needs `T: Sync`) and moves `T` values in
+// from the producer thread and drops them wherever the store is dropped (needs `T: Send`).
+// The slots themselves are only accessed under the invariant in the module docs.
+unsafe impl<T: Send + Sync> Sync for Store<T> {}
+// SAFETY: as above; the raw bucket pointers own their allocations.
+unsafe impl<T: Send> Send for Store<T> {}
+
+/// (bucket, offset in the bucket) of item `index`.
+fn locate(index: usize) -> (usize, usize) {
+    let biased = index + FIRST;
+    let bucket = (usize::BITS - 1 - biased.leading_zeros()) as usize - FIRST.trailing_zeros() as usize;
+    (bucket, biased - (FIRST << bucket))
+}
+
+impl<T> Store<T> {
+    pub(crate) fn new() -> Self {
+        Store { buckets: [const { AtomicPtr::new(ptr::null_mut()) }; BUCKETS], written: AtomicUsize::new(0) }
+    }
+
+    /// Items written so far.
+    pub(crate) fn len(&self) -> usize {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// Appends `value` as item `len()`.
+    ///
+    /// # Safety
+    ///
+    /// Only one thread (the producer) may ever call `push` on a store.
+    pub(crate) unsafe fn push(&self, value: T) {
+        let index = self.written.load(Ordering::Relaxed); // only we write it
+        let (bucket, offset) = locate(index);
+        let mut base = self.buckets[bucket].load(Ordering::Relaxed);
+        if base.is_null() {
+            let slots: Box<[Slot<T>]> =
+                (0..FIRST << bucket).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
+            base = Box::into_raw(slots).cast::<Slot<T>>();
+            // Readers reach this pointer only after an Acquire of a count that our Release
+            // below (or the buffer's later `published`) raised.
+            self.buckets[bucket].store(base, Ordering::Release);
+        }
+        // SAFETY: `offset < FIRST << bucket`, the bucket's length; slot `index` has never
+        // been written (indices only grow) and no reader reads it before `written > index`,
+        // which we publish only after this write; we are the only writer (caller contract).
+        unsafe { (*base.add(offset)).get().write(MaybeUninit::new(value)) };
+        self.written.store(index + 1, Ordering::Release);
+    }
+
+    /// Item `index`, if written.
+    pub(crate) fn get(&self, index: usize) -> Option<&T> {
+        (index < self.len()).then(|| {
+            // SAFETY: `index < written`, observed with Acquire: see the module invariant.
+            unsafe { self.get_unchecked(index) }
+        })
+    }
+
+    /// Item `index`, without checking it was written.
+    ///
+    /// # Safety
+    ///
+    /// The caller must have observed (with `Acquire`) a count above `index` that the
+    /// producer raised after writing the item: `len()` or the buffer's `published`.
+    #[inline]
+    pub(crate) unsafe fn get_unchecked(&self, index: usize) -> &T {
+        let (bucket, offset) = locate(index);
+        let base = self.buckets[bucket].load(Ordering::Acquire);
+        // SAFETY: the caller's observation orders this read after the slot's only write
+        // (and after the bucket allocation); the slot is initialized and never written or
+        // freed again while `&self` lives.
+        unsafe { (*(*base.add(offset)).get()).assume_init_ref() }
+    }
+}
+
+impl<T> Drop for Store<T> {
+    fn drop(&mut self) {
+        let written = *self.written.get_mut();
+        for (bucket, base) in self.buckets.iter_mut().enumerate() {
+            let base = *base.get_mut();
+            if base.is_null() {
+                continue;
+            }
+            let size = FIRST << bucket;
+            let start = (FIRST << bucket) - FIRST;
+            let live = written.saturating_sub(start).min(size);
+            // SAFETY: `&mut self`: no reader or writer is left. The first `live` slots of
+            // this bucket were written (items `start..start + live`); the allocation is the
+            // boxed slice of `size` slots made in `push`.
+            unsafe {
+                for offset in 0..live {
+                    (*base.add(offset)).get_mut().assume_init_drop();
+                }
+                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(base, size)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn locate_maps_indices_to_doubling_buckets() {
+        assert_eq!(locate(0), (0, 0));
+        assert_eq!(locate(31), (0, 31));
+        assert_eq!(locate(32), (1, 0));
+        assert_eq!(locate(95), (1, 63));
+        assert_eq!(locate(96), (2, 0));
+        let (b, o) = locate(usize::MAX - FIRST);
+        assert!(b < BUCKETS && o < FIRST << b);
+    }
+
+    #[test]
+    fn miri_items_are_stable_and_dropped_once() {
+        let store = Store::new();
+        for i in 0..200 {
+            // SAFETY: this test is the only producer.
+            unsafe { store.push(Arc::new(i)) };
+        }
+        let first: *const Arc<i32> = store.get(0).unwrap();
+        assert_eq!(**store.get(199).unwrap(), 199);
+        assert!(store.get(200).is_none());
+        assert_eq!(first, store.get(0).unwrap() as *const _, "items never move");
+        let shared = Arc::clone(store.get(7).unwrap());
+        drop(store);
+        assert_eq!(Arc::strong_count(&shared), 1, "every item was dropped exactly once");
+    }
+
+    #[test]
+    fn miri_readers_on_other_threads_see_written_items() {
+        let store = Arc::new(Store::new());
+        let reader = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                while seen < 100 {
+                    if let Some(v) = store.get(seen) {
+                        assert_eq!(*v, seen as u64 * 3);
+                        seen += 1;
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        };
+        for i in 0..100u64 {
+            // SAFETY: this thread is the only producer.
+            unsafe { store.push(i * 3) };
+        }
+        reader.join().unwrap();
+    }
+}
