@@ -372,7 +372,7 @@ impl<'a, T: Send + Sync + 'static> Iterator for Iter<'a, T> {
         }
         // Keep demand `lookahead` ahead of this reader, once per half window.
         let lookahead = self.buffer.lookahead;
-        if index % lookahead.div_ceil(2) == 0 {
+        if index.is_multiple_of(lookahead.div_ceil(2)) {
             self.buffer.shared.gate.want(index + 1 + lookahead);
         }
         self.next += 1;
