@@ -4,13 +4,91 @@
 //!
 //! Run with `cargo run --release --example tour`.
 
+use num_bigint::BigUint;
+use pyspeedup::buffer::{Buffer, halt};
+use pyspeedup::cache::Cache;
 use pyspeedup::paged::{DiskDict, DiskList, Options};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    buffer();
+    cache();
     let dir = tempfile::tempdir()?;
     paged(dir.path())?;
     println!("\ntour complete");
     Ok(())
+}
+
+/// PySpeedup "Concurrent Buffer".
+fn buffer() {
+    section("Concurrent Module: Buffer");
+    println!(">>> @buffer(4)\n... def count(): ...");
+    let count = Buffer::builder().lookahead(4).build(0u64..);
+    println!(">>> count[0]\n{}", count.get(0).expect("infinite"));
+    println!(">>> count[15]\n{}", count.get(15).expect("infinite"));
+    assert_eq!((count.get(0), count.get(15)), (Some(&0), Some(&15)));
+    println!(">>> for v,i in enumerate(count): ...");
+    for (v, i) in count.iter().enumerate() {
+        if v as u64 != *i {
+            println!("Fail");
+        }
+        if v == 5 {
+            println!("Success");
+            break;
+        }
+    }
+    println!(">>> 100 in count\n{}", count.contains(&100));
+    assert!(count.contains(&100), "the original printed False here");
+
+    println!(
+        ">>> @buffer(haltCondition = absolutelyNonDecreasing)\n... def complexSpiral(): i = 1; yield i; i *= 1.1j"
+    );
+    // Exact arithmetic: the spiral scaled by 10^k, z(k) = (11i)^k, so rounding cannot
+    // decide the answer (1.1j -> 11i, -1.21 -> -121).
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    struct Gaussian(i128, i128);
+    impl halt::Magnitude for Gaussian {
+        fn magnitude(&self) -> f64 {
+            ((self.0 * self.0 + self.1 * self.1) as f64).sqrt()
+        }
+    }
+    let spiral = Buffer::builder()
+        .halt(halt::AbsNonDecreasing)
+        .build(std::iter::successors(Some(Gaussian(1, 0)), |z| Some(Gaussian(-11 * z.1, 11 * z.0))).take(40));
+    println!(">>> complexSpiral[1]\n{:?}  (1.1j, scaled by 10)", spiral.get(1).expect("40 items"));
+    println!(">>> -1.21 in complexSpiral\n{}", spiral.contains(&Gaussian(-121, 0)));
+    assert!(spiral.contains(&Gaussian(-121, 0)));
+}
+
+/// PySpeedup "Concurrent Cache".
+fn cache() {
+    section("Concurrent Module: Cache");
+    let simple = Cache::new(|f: &Cache<u64, BigUint>, n: u64| {
+        if n < 2 {
+            return BigUint::from(1u32);
+        }
+        f.get(n - 1) + f.get(n - 2)
+    });
+    println!(">>> fibonacci(5)\n{}", simple.get(5));
+    assert_eq!(simple.get(5).to_string(), "8");
+    let with_apply_async = Cache::new(|f: &Cache<u64, BigUint>, n: u64| {
+        if n < 2 {
+            return BigUint::from(1u32);
+        }
+        f.apply_async(n - 1);
+        f.apply_async(n - 2);
+        f.get(n - 1) + f.get(n - 2)
+    });
+    println!(">>> fibonacci(100)  # with apply_async\n{}", with_apply_async.get(100));
+    assert_eq!(with_apply_async.get(100).to_string(), "573147844013817084101");
+    let with_batch_async = Cache::new(|f: &Cache<u64, BigUint>, n: u64| {
+        if n < 2 {
+            return BigUint::from(1u32);
+        }
+        f.batch_async([n - 1, n - 2]);
+        f.get(n - 1) + f.get(n - 2)
+    });
+    println!(">>> fibonacci(200)  # with batch_async\n{}", with_batch_async.get(200));
+    assert_eq!(with_batch_async.get(200).to_string(), "453973694165307953197296969697410619233826");
 }
 
 fn section(title: &str) {

@@ -42,6 +42,12 @@ pub use cereal_eat as eat;
 
 /// The types most programs use, in one import: `use pyspeedup::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "buffer")]
+    #[doc(no_inline)]
+    pub use speedup_buffer::{Buffer, WindowBuffer, halt};
+    #[cfg(feature = "cache")]
+    #[doc(no_inline)]
+    pub use speedup_cache::Cache;
     #[cfg(feature = "paged")]
     #[doc(no_inline)]
     pub use speedup_paged::{DiskDict, DiskList, Options as PagedOptions};

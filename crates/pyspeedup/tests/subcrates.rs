@@ -10,3 +10,20 @@ fn paged() {
     l.push(7).unwrap();
     assert_eq!(l.get(0).unwrap(), Some(7));
 }
+
+#[cfg(feature = "cache")]
+#[test]
+fn cache() {
+    use pyspeedup::cache::Cache;
+    let square = Cache::new(|_: &Cache<u32, u32>, n| n * n);
+    assert_eq!(square.get(9), 81);
+    assert!(square.contains_key(&9));
+}
+
+#[cfg(feature = "buffer")]
+#[test]
+fn buffer() {
+    use pyspeedup::buffer::Buffer;
+    let count = Buffer::new(0u32..);
+    assert_eq!(count.get(15), Some(&15));
+}

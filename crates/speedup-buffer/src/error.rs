@@ -22,4 +22,12 @@ pub enum Error {
         /// The oldest item still held.
         oldest: usize,
     },
+    /// The spill store failed to store or read the item.
+    #[error("item {index} could not be read from the spill store: {message}")]
+    Spill {
+        /// The item asked for.
+        index: usize,
+        /// What the spill store said.
+        message: String,
+    },
 }

@@ -37,6 +37,11 @@
 //! - **No leaks.** Dropping the buffer stops the producer within one item and joins it.
 //! - **Searching terminates.** [`Buffer::contains`] stops when the [`halt`] condition says
 //!   so, and at the end of a finite sequence.
+//!
+//! Bounded memory: [`WindowBuffer`] keeps only the last N items, and with a [`Spill`] store
+//! (a `speedup_paged::DiskList` under feature `spill`) older items move to disk and stay
+//! readable. Async: [`AsyncBuffer`] (feature `tokio`) runs a `futures::Stream` ahead on a
+//! tokio task, with `get` as an async fn and the buffer readable as a `Stream`.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -45,7 +50,13 @@ mod error;
 mod gate;
 pub mod halt;
 mod store;
+#[cfg(feature = "tokio")]
+mod stream;
 mod sync;
+mod window;
 
 pub use buffer::{Buffer, BufferBuilder, DEFAULT_LOOKAHEAD, Iter, Prefix};
 pub use error::Error;
+#[cfg(feature = "tokio")]
+pub use stream::AsyncBuffer;
+pub use window::{Spill, WindowBuffer};

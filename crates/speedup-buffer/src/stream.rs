@@ -1,0 +1,188 @@
+//! [`AsyncBuffer`]: the same read-ahead over a `futures::Stream`, driven by a tokio task.
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::Notify;
+
+use crate::error::Error;
+use crate::gate::{FINISHED, PANICKED, RUNNING};
+use crate::store::Store;
+
+struct Shared<T> {
+    items: Store<T>,
+    wanted: AtomicUsize,
+    end: AtomicU8,
+    panic: std::sync::Mutex<Option<String>>,
+    /// Signalled after every item (and at the end).
+    produced: Notify,
+    /// Signalled when a reader raises `wanted`.
+    demand: Notify,
+}
+
+/// A stream run ahead of its readers by a tokio task, cached so it can be indexed
+/// (`get(i).await`), iterated again as a [`Stream`], and shared between tasks.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use futures::StreamExt;
+/// use speedup_buffer::AsyncBuffer;
+///
+/// let squares = AsyncBuffer::new(futures::stream::iter(0u64..).map(|i| i * i), 4);
+/// assert_eq!(squares.get(10).await, Some(&100));
+/// let first: Vec<u64> = squares.stream().take(4).map(|v| *v).collect().await;
+/// assert_eq!(first, [0, 1, 4, 9]);
+/// # }
+/// ```
+///
+/// Dropping the buffer aborts the producing task.
+pub struct AsyncBuffer<T> {
+    shared: Arc<Shared<T>>,
+    lookahead: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T> fmt::Debug for AsyncBuffer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncBuffer").field("produced", &self.shared.items.len()).finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + Sync + 'static> AsyncBuffer<T> {
+    /// Spawns a tokio task that pulls `stream` up to `lookahead` items past the furthest
+    /// item asked for. Must be called within a tokio runtime.
+    pub fn new<S>(stream: S, lookahead: usize) -> Self
+    where
+        S: Stream<Item = T> + Send + 'static,
+    {
+        let lookahead = lookahead.max(1);
+        let shared = Arc::new(Shared {
+            items: Store::new(),
+            wanted: AtomicUsize::new(lookahead),
+            end: AtomicU8::new(RUNNING),
+            panic: std::sync::Mutex::new(None),
+            produced: Notify::new(),
+            demand: Notify::new(),
+        });
+        let task = tokio::spawn(produce(Arc::clone(&shared), stream));
+        AsyncBuffer { shared, lookahead, task }
+    }
+
+    /// Item `index`, waiting (asynchronously) for the producer if needed; `None` past the
+    /// end of a finite stream.
+    ///
+    /// # Panics
+    ///
+    /// If the producer panicked before producing the item.
+    pub async fn get(&self, index: usize) -> Option<&T> {
+        match self.try_get(index).await {
+            Ok(item) => item,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`AsyncBuffer::get`], with the producer's panic as an error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ProducerPanicked`].
+    pub async fn try_get(&self, index: usize) -> Result<Option<&T>, Error> {
+        let shared = &self.shared;
+        if shared.wanted.fetch_max(index + 1 + self.lookahead, Ordering::AcqRel) < index + 1 + self.lookahead
+        {
+            shared.demand.notify_one();
+        }
+        loop {
+            // Register for the next item before checking, so a notification between the
+            // check and the await cannot be lost.
+            let produced = shared.produced.notified();
+            tokio::pin!(produced);
+            produced.as_mut().enable();
+            if let Some(item) = shared.items.get(index) {
+                return Ok(Some(item));
+            }
+            match shared.end.load(Ordering::Acquire) {
+                RUNNING => produced.await,
+                // Items are stored before the end is announced: look once more.
+                FINISHED => return Ok(shared.items.get(index)),
+                _ => {
+                    return match shared.items.get(index) {
+                        Some(item) => Ok(Some(item)),
+                        None => Err(Error::ProducerPanicked {
+                            index,
+                            message: shared
+                                .panic
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .clone()
+                                .unwrap_or_default(),
+                        }),
+                    };
+                }
+            }
+        }
+    }
+
+    /// The items from the first, as a stream of references (cached items first, then
+    /// waiting for the producer). Any number of such streams may run at once.
+    pub fn stream(&self) -> impl Stream<Item = &T> + '_ {
+        futures::stream::unfold(0usize, move |i| async move { self.get(i).await.map(|item| (item, i + 1)) })
+    }
+
+    /// Items produced so far.
+    pub fn produced(&self) -> usize {
+        self.shared.items.len()
+    }
+}
+
+async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
+    let run = AssertUnwindSafe(async {
+        futures::pin_mut!(stream);
+        let mut produced = 0;
+        loop {
+            loop {
+                let demand = shared.demand.notified();
+                tokio::pin!(demand);
+                demand.as_mut().enable();
+                if shared.wanted.load(Ordering::Acquire) > produced {
+                    break;
+                }
+                demand.await;
+            }
+            match stream.next().await {
+                Some(item) => {
+                    // SAFETY: this task is the buffer's only producer.
+                    unsafe { shared.items.push(item) };
+                    produced += 1;
+                    shared.produced.notify_waiters();
+                }
+                None => return,
+            }
+        }
+    });
+    let how = match run.catch_unwind().await {
+        Ok(()) => FINISHED,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic with a non-string payload".into());
+            *shared.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+            PANICKED
+        }
+    };
+    shared.end.store(how, Ordering::Release);
+    shared.produced.notify_waiters();
+}
+
+impl<T> Drop for AsyncBuffer<T> {
+    /// Aborts the producing task.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

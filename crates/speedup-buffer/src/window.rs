@@ -1,0 +1,245 @@
+//! [`WindowBuffer`]: a read-ahead buffer that keeps only the last `window` items in memory,
+//! optionally moving older ones to a spill store (a `speedup_paged::DiskList` with feature
+//! `spill`) where they stay readable.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crate::error::Error;
+
+/// Where a [`WindowBuffer`] puts items that leave its window.
+pub trait Spill<T>: Send {
+    /// Stores item `index` (items arrive in order, from 0).
+    ///
+    /// # Errors
+    ///
+    /// A message saying what failed; the item is then lost, and reading it gives
+    /// [`Error::Spill`].
+    fn spill(&mut self, index: usize, item: T) -> Result<(), String>;
+
+    /// Item `index`, if stored.
+    ///
+    /// # Errors
+    ///
+    /// A message saying what failed.
+    fn fetch(&self, index: usize) -> Result<Option<T>, String>;
+}
+
+#[cfg(feature = "spill")]
+impl<T: speedup_paged::Storable + Send> Spill<T> for speedup_paged::DiskList<T> {
+    fn spill(&mut self, index: usize, item: T) -> Result<(), String> {
+        if index != self.len() {
+            return Err(format!("spill out of order: item {index} after {} items", self.len()));
+        }
+        self.push(item).map_err(|e| e.to_string())
+    }
+
+    fn fetch(&self, index: usize) -> Result<Option<T>, String> {
+        self.get(index).map_err(|e| e.to_string())
+    }
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    /// Index of `items[0]`.
+    first: usize,
+    wanted: usize,
+    done: bool,
+    panic: Option<String>,
+    stop: bool,
+    spill: Option<Box<dyn Spill<T>>>,
+    /// The first item the spill store failed to take, and why: it and every later spilled
+    /// item are unreadable (reported by `get`, never passed off as the end).
+    spill_failed: Option<(usize, String)>,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    changed: Condvar,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A bounded read-ahead buffer: the producer runs `lookahead` items ahead of the furthest
+/// item asked for, and only the last `window` items stay in memory. `get` returns clones.
+///
+/// ```
+/// use speedup_buffer::{Error, WindowBuffer};
+///
+/// let b = WindowBuffer::new(0u64.., 4, 8); // lookahead 4, keep 8 items
+/// assert_eq!(b.get(100), Ok(Some(100)));
+/// assert!(matches!(b.get(3), Err(Error::Evicted { index: 3, .. })));
+/// ```
+pub struct WindowBuffer<T> {
+    shared: Arc<Shared<T>>,
+    lookahead: usize,
+    producer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<T> fmt::Debug for WindowBuffer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WindowBuffer").field("lookahead", &self.lookahead).finish_non_exhaustive()
+    }
+}
+
+impl<T: Clone + Send + 'static> WindowBuffer<T> {
+    /// Keeps the last `window` items (at least `lookahead + 1`) and drops older ones.
+    pub fn new<I>(iter: I, lookahead: usize, window: usize) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::start(iter.into_iter(), lookahead, window, None)
+    }
+
+    /// Keeps the last `window` items in memory and moves older ones to `spill`, from which
+    /// `get` reads them back.
+    pub fn with_spill<I>(iter: I, lookahead: usize, window: usize, spill: impl Spill<T> + 'static) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        Self::start(iter.into_iter(), lookahead, window, Some(Box::new(spill)))
+    }
+
+    fn start<I>(iter: I, lookahead: usize, window: usize, spill: Option<Box<dyn Spill<T>>>) -> Self
+    where
+        I: Iterator<Item = T> + Send + 'static,
+    {
+        let lookahead = lookahead.max(1);
+        let window = window.max(lookahead + 1);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(window),
+                first: 0,
+                wanted: lookahead,
+                done: false,
+                panic: None,
+                stop: false,
+                spill,
+                spill_failed: None,
+            }),
+            changed: Condvar::new(),
+        });
+        let producer = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("speedup-buffer-window".into())
+                .spawn(move || produce(&shared, iter, window))
+                .unwrap_or_else(|e| panic!("cannot start the buffer's producer thread: {e}"))
+        };
+        WindowBuffer { shared, lookahead, producer: Some(producer) }
+    }
+
+    /// Item `index`: `Ok(None)` past the end; [`Error::Evicted`] if it left the window and
+    /// no spill store keeps it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Evicted`], [`Error::Spill`], [`Error::ProducerPanicked`].
+    pub fn get(&self, index: usize) -> Result<Option<T>, Error> {
+        let mut state = self.shared.lock();
+        if state.wanted < index + 1 + self.lookahead {
+            state.wanted = index + 1 + self.lookahead;
+            self.shared.changed.notify_all();
+        }
+        loop {
+            if index < state.first {
+                if let Some((failed, message)) = &state.spill_failed
+                    && index >= *failed
+                {
+                    return Err(Error::Spill { index, message: message.clone() });
+                }
+                return match &state.spill {
+                    Some(spill) => match spill.fetch(index) {
+                        Ok(Some(item)) => Ok(Some(item)),
+                        Ok(None) => {
+                            Err(Error::Spill { index, message: "the spill store does not have it".into() })
+                        }
+                        Err(message) => Err(Error::Spill { index, message }),
+                    },
+                    None => Err(Error::Evicted { index, oldest: state.first }),
+                };
+            }
+            if let Some(item) = state.items.get(index - state.first) {
+                return Ok(Some(item.clone()));
+            }
+            if let Some(message) = &state.panic {
+                return Err(Error::ProducerPanicked { index, message: message.clone() });
+            }
+            if state.done {
+                return Ok(None);
+            }
+            state = self.shared.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: usize) {
+    let mut produced = 0;
+    loop {
+        {
+            let mut state = shared.lock();
+            while produced >= state.wanted && !state.stop {
+                state = shared.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if state.stop {
+                return;
+            }
+        }
+        // The iterator runs without the lock: readers of cached items are never blocked.
+        let next = catch_unwind(AssertUnwindSafe(|| iter.next()));
+        let mut state = shared.lock();
+        match next {
+            Ok(Some(item)) => {
+                state.items.push_back(item);
+                produced += 1;
+                while state.items.len() > window {
+                    let Some(old) = state.items.pop_front() else { break };
+                    let index = state.first;
+                    state.first += 1;
+                    if state.spill_failed.is_some() {
+                        continue; // the store is out of order from here on
+                    }
+                    if let Some(spill) = state.spill.as_mut()
+                        && let Err(message) = spill.spill(index, old)
+                    {
+                        state.spill_failed = Some((index, message));
+                    }
+                }
+            }
+            Ok(None) => state.done = true,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with a non-string payload".into());
+                state.panic = Some(message);
+            }
+        }
+        let finished = state.done || state.panic.is_some();
+        drop(state);
+        shared.changed.notify_all();
+        if finished {
+            return;
+        }
+    }
+}
+
+impl<T> Drop for WindowBuffer<T> {
+    /// Stops the producer within one item and joins its thread.
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stop = true;
+        self.shared.changed.notify_all();
+        if let Some(producer) = self.producer.take() {
+            let _ = producer.join();
+        }
+    }
+}
