@@ -10,11 +10,87 @@ use pyspeedup::cache::Cache;
 use pyspeedup::paged::{DiskDict, DiskList, Options};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    eat()?;
     buffer();
     cache();
     let dir = tempfile::tempdir()?;
     paged(dir.path())?;
     println!("\ntour complete");
+    Ok(())
+}
+
+/// cereal's `eat`.
+fn eat() -> Result<(), Box<dyn std::error::Error>> {
+    use pyspeedup::eat::{
+        AtomicArray, Ptr, broadcast_rows, eat, map_with_pos, par_for_each, split, split_mut,
+    };
+
+    section("cereal: eat");
+    println!(">>> yum = eat(x, its = 4, np.array, copy = False)");
+    let yum: Vec<Ptr<Vec<i32>>> = eat(vec![1, 2, 3, 4], 4).collect();
+    println!("{yum:?}");
+    println!(">>> (~yum[0])[0]\n{}", yum[0].read()[0]);
+    yum[0].write()[0] = 4;
+    println!(">>> yum[0][0] = 4\n>>> x\n{:?}", *yum[3].read());
+    assert_eq!(*yum[3].read(), [4, 2, 3, 4]);
+
+    println!(">>> eat(x, its = 4, method = pd.DataFrame, compute=True, columns = ['a', 'b', 'c', 'd'])");
+    let table = broadcast_rows(&[1, 2, 3, 4], 4);
+    println!("   a  b  c  d");
+    for (i, row) in table.rows().into_iter().enumerate() {
+        println!("{i}  {}", row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("  "));
+    }
+
+    println!(">>> list(map(addone, yum, range(len(yum))))");
+    let mut x = vec![1, 2, 3, 4];
+    let out = map_with_pos(split_mut(&mut x, &[4], 4)?, |seg, _| seg[0] += 1);
+    println!("[{}]\n>>> x\n{x:?}", out.iter().map(|()| "None").collect::<Vec<_>>().join(", "));
+    assert_eq!(x, [2, 3, 4, 5]);
+
+    println!(">>> x = np.arange(100).reshape(4, 25); list(map(addone, yum, range(4)))");
+    let (whole, segments) = split((0..100).collect::<Vec<i64>>(), &[4, 25], 4)?;
+    let segments = map_with_pos(segments, |mut seg, _| {
+        seg.iter_mut().for_each(|v| *v += 1);
+        seg
+    });
+    let x = whole.join(segments).map_err(|_| "segments missing")?;
+    for row in x.chunks(25) {
+        println!("{row:?}");
+    }
+    assert_eq!(x[99], 100);
+
+    println!(">>> x = np.arange(10000).reshape(16, 625); ThreadPoolExecutor().map(traverse, yum, range(16))");
+    let (whole, segments) = split((0..10_000).collect::<Vec<i64>>(), &[16, 625], 16)?;
+    let start = std::time::Instant::now();
+    let segments = par_for_each(segments, 0, |slice| slice.iter_mut().for_each(|v| *v += 1));
+    let took = start.elapsed();
+    let x = whole.join(segments).map_err(|_| "segments missing")?;
+    println!("[{}, {}, {}, ..., {}]  ({took:?}; the original: 111 ms)", x[0], x[1], x[2], x[9_999]);
+    assert_eq!(x[9_999], 10_000);
+
+    println!(">>> 10,000 asyncio tasks: await a random delay, then slice[n] += 1");
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let x = std::sync::Arc::new(AtomicArray::from_vec((0..10_000i64).collect(), &[16, 625])?);
+        let shared = std::sync::Arc::clone(&x);
+        let start = std::time::Instant::now();
+        let all = pyspeedup::eat::spawn_each(10_000, 10_000, move |n| {
+            let x = std::sync::Arc::clone(&shared);
+            async move {
+                let delay = (n as u64).wrapping_mul(2_654_435_761) % 1000;
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                x.fetch_add(n, 1);
+            }
+        });
+        println!("submitted in {:?}", start.elapsed());
+        let mid = x.to_vec();
+        let done = mid.iter().enumerate().filter(|(i, v)| **v == *i as i64 + 1).count();
+        println!(">>> x  # could be complete, or incomplete...\n{done} of 10000 updated so far");
+        all.await.map_err(|e| e.to_string())?;
+        println!("all done after {:?}: x[0] = {}, x[9999] = {}", start.elapsed(), x.get(0), x.get(9_999));
+        assert_eq!(x.get(9_999), 10_000);
+        Ok::<(), Box<dyn std::error::Error>>(())
+    })?;
     Ok(())
 }
 

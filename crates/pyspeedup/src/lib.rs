@@ -42,6 +42,9 @@ pub use cereal_eat as eat;
 
 /// The types most programs use, in one import: `use pyspeedup::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "eat")]
+    #[doc(no_inline)]
+    pub use cereal_eat::{AtomicArray, Ptr, eat, split};
     #[cfg(feature = "buffer")]
     #[doc(no_inline)]
     pub use speedup_buffer::{Buffer, WindowBuffer, halt};

@@ -27,3 +27,12 @@ fn buffer() {
     let count = Buffer::new(0u32..);
     assert_eq!(count.get(15), Some(&15));
 }
+
+#[cfg(feature = "eat")]
+#[test]
+fn eat() {
+    use pyspeedup::eat::{Ptr, eat};
+    let yum: Vec<Ptr<Vec<i32>>> = eat(vec![1, 2], 3).collect();
+    yum[2].write()[0] = 9;
+    assert_eq!(yum[0].read()[0], 9);
+}

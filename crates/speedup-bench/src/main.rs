@@ -6,6 +6,7 @@
 
 mod buffer;
 mod cache;
+mod eat;
 mod harness;
 mod paged;
 
@@ -14,7 +15,10 @@ use harness::Config;
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--child") {
-        paged::child(&args[1..]);
+        match args.get(1).map(String::as_str) {
+            Some("shm") => eat::child(&args[2..]),
+            _ => paged::child(&args[1..]),
+        }
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -29,5 +33,8 @@ fn main() {
     }
     if wants("buffer") {
         buffer::run(&config);
+    }
+    if wants("eat") {
+        eat::run(&config);
     }
 }
