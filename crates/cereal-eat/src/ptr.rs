@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// A `Ptr` is one pointer wide; cloning it copies no data. It is `Send + Sync + 'static`
 /// when `T: Send + Sync`, so it can go to `std::thread::spawn` or `tokio::spawn`, unlike a
 /// borrow. Reads and writes go through a reader-writer lock (many readers or one writer):
-/// for many writers on *different parts* of one buffer use [`Segments`](crate::Segments)
+/// for many writers on *different parts* of one buffer use [`split`](crate::split)
 /// (no lock at all), for many writers on *the same elements* use
 /// [`AtomicArray`](crate::AtomicArray).
 pub struct Ptr<T> {
