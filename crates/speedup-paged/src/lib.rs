@@ -73,6 +73,10 @@ mod overlay;
 mod page;
 mod record;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use dict::{DICT_EXTENSION, DiskDict, Iter};
 pub use error::{Error, Result};
 pub use list::{DiskList, LIST_EXTENSION, ListIter};
