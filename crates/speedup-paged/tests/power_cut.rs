@@ -77,10 +77,10 @@ fn a_power_cut_never_loses_flushed_entries() {
         for _ in 0..4 {
             let mut cut = Vec::with_capacity(f2.len());
             for b in 0..blocks {
-                let new_data = b * BLOCK >= HEADER && rng.next() % 2 == 0;
+                let new_data = b * BLOCK >= HEADER && rng.next().is_multiple_of(2);
                 cut.extend(block_of(if new_data { &f2 } else { &s1 }, b));
             }
-            let len = if rng.next() % 2 == 0 { s1.len() } else { f2.len() }; // size change may be lost too
+            let len = if rng.next().is_multiple_of(2) { s1.len() } else { f2.len() }; // size change may be lost too
             cut.truncate(len.max(HEADER));
             std::fs::write(&path, &cut).unwrap();
             assert_eq!(contents(dir.path()), e1, "round {round}: cut before the data sync");
