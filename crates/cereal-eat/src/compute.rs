@@ -68,3 +68,86 @@ pub fn to_record_batch(
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| crate::Error::Shape { reason: e.to_string() })
 }
+
+/// Inserts `rows` (whole rows, row-major) before row `at` of `data` with `shape`, updating
+/// the shape: one move of the rows after `at`, no copy of the rest.
+///
+/// ```
+/// let mut data = vec![1, 2, 3, 4];
+/// let mut shape = vec![2, 2];
+/// cereal_eat::insert_rows(&mut data, &mut shape, 1, &[9, 9])?;
+/// assert_eq!((data, shape), (vec![1, 2, 9, 9, 3, 4], vec![3, 2]));
+/// # Ok::<(), cereal_eat::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`crate::Error::Shape`] if `shape` does not describe `data`, `at` is past the last row,
+/// or `rows` is not a whole number of rows.
+pub fn insert_rows<T: Clone>(
+    data: &mut Vec<T>,
+    shape: &mut [usize],
+    at: usize,
+    rows: &[T],
+) -> crate::Result<()> {
+    let row_len = row_len(data, shape)?;
+    if at > shape[0] || (row_len == 0 && !rows.is_empty()) || (row_len > 0 && rows.len() % row_len != 0) {
+        return Err(crate::Error::Shape {
+            reason: format!(
+                "cannot insert {} values as rows of {row_len} at row {at} of {}",
+                rows.len(),
+                shape[0]
+            ),
+        });
+    }
+    let start = at * row_len;
+    data.splice(start..start, rows.iter().cloned());
+    shape[0] += rows.len().checked_div(row_len).unwrap_or(0);
+    Ok(())
+}
+
+/// Replaces row `at` of `data` (with `shape`) by `row`, in place.
+///
+/// # Errors
+///
+/// [`crate::Error::Shape`] if `shape` does not describe `data`, `at` is past the last row,
+/// or `row` is not exactly one row long.
+pub fn replace_row<T: Clone>(data: &mut [T], shape: &[usize], at: usize, row: &[T]) -> crate::Result<()> {
+    let row_len = row_len(data, shape)?;
+    if at >= shape[0] || row.len() != row_len {
+        return Err(crate::Error::Shape {
+            reason: format!("cannot replace row {at} of {} with {} values", shape[0], row.len()),
+        });
+    }
+    data[at * row_len..(at + 1) * row_len].clone_from_slice(row);
+    Ok(())
+}
+
+fn row_len<T>(data: &[T], shape: &[usize]) -> crate::Result<usize> {
+    if shape.is_empty() || shape.iter().product::<usize>() != data.len() {
+        return Err(crate::Error::Shape {
+            reason: format!("shape {shape:?} does not describe {} values", data.len()),
+        });
+    }
+    Ok(shape[1..].iter().product())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_insert_and_replace_in_3d() {
+        let mut data: Vec<u8> = (0..12).collect();
+        let mut shape = vec![3, 2, 2];
+        insert_rows(&mut data, &mut shape, 3, &[100, 101, 102, 103]).unwrap();
+        assert_eq!(shape, [4, 2, 2]);
+        assert_eq!(&data[12..], [100, 101, 102, 103]);
+        replace_row(&mut data, &shape, 0, &[7, 7, 7, 7]).unwrap();
+        assert_eq!(&data[..5], [7, 7, 7, 7, 4]);
+        assert!(insert_rows(&mut data, &mut shape, 5, &[0; 4]).is_err());
+        assert!(insert_rows(&mut data, &mut shape, 0, &[0; 3]).is_err());
+        assert!(replace_row(&mut data, &shape, 4, &[0; 4]).is_err());
+        assert!(replace_row(&mut data, &[5], 0, &[0]).is_err());
+    }
+}

@@ -55,7 +55,7 @@ mod traverse;
 pub use atomic::{AtomicArray, AtomicElement};
 #[cfg(feature = "arrow")]
 pub use compute::to_record_batch;
-pub use compute::{broadcast_rows, repeat_rows};
+pub use compute::{broadcast_rows, insert_rows, repeat_rows, replace_row};
 pub use error::{Error, Result};
 pub use ptr::{Ptr, eat};
 pub use segments::{SegmentMut, Whole, par_for_each, split, split_mut};

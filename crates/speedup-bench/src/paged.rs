@@ -10,7 +10,7 @@ use heed::{CommitOrAbort, EnvOpenOptions};
 use redb::{ReadableDatabase, TableDefinition};
 use speedup_paged::{DiskDict, DiskList, Options};
 
-use crate::harness::{Config, keys, rate, report, timed};
+use crate::harness::{Config, key, keys, rate, report, timed};
 
 const U64_TABLE: TableDefinition<'_, u64, u64> = TableDefinition::new("t");
 const STR_TABLE: TableDefinition<'_, u64, &str> = TableDefinition::new("t");
@@ -205,6 +205,36 @@ impl Store for Heed {
     }
 }
 
+struct Fjall(fjall::Database, fjall::Keyspace, bool);
+
+impl Store for Fjall {
+    const NAME: &'static str = "fjall (LSM)";
+    fn load(dir: &std::path::Path, keys: &[u64], value: &dyn Fn(u64) -> Value) -> (Self, Duration) {
+        let db = fjall::Database::builder(dir.join("fjall")).open().unwrap();
+        let ks = db.keyspace("t", fjall::KeyspaceCreateOptions::default).unwrap();
+        let is_u64 = matches!(value(0), Value::U64(_));
+        let ((), took) = timed(|| {
+            for &k in keys {
+                match value(k) {
+                    Value::U64(v) => ks.insert(k.to_be_bytes(), v.to_le_bytes()).unwrap(),
+                    Value::Str(v) => ks.insert(k.to_be_bytes(), v.as_bytes()).unwrap(),
+                }
+            }
+            db.persist(fjall::PersistMode::SyncAll).unwrap();
+        });
+        (Fjall(db, ks, is_u64), took)
+    }
+    fn gets(&self, keys: &[u64]) -> u64 {
+        let mut found = 0;
+        for &k in keys {
+            let v = self.1.get(k.to_be_bytes()).unwrap();
+            found += u64::from(v.is_some_and(|v| if self.2 { v.len() == 8 } else { v.len() == 100 }));
+        }
+        let _ = &self.0;
+        found
+    }
+}
+
 struct Memory(HashMap<u64, Value>);
 
 impl Store for Memory {
@@ -299,10 +329,12 @@ pub(crate) fn run(c: &Config) {
     bench_store::<Ours>(c, &u64_label, n, &value_u64);
     bench_store::<Redb>(c, &u64_label, n, &value_u64);
     bench_store::<Heed>(c, &u64_label, n, &value_u64);
+    bench_store::<Fjall>(c, &u64_label, n, &value_u64);
     bench_store::<Memory>(c, &u64_label, n, &value_u64);
     bench_store::<Ours>(c, &str_label, n, &value_str);
     bench_store::<Redb>(c, &str_label, n, &value_str);
     bench_store::<Heed>(c, &str_label, n, &value_str);
+    bench_store::<Fjall>(c, &str_label, n, &value_str);
     bench_store::<Memory>(c, &str_label, n, &value_str);
     bench_list(c);
     if !c.quick {
@@ -348,7 +380,8 @@ fn status_kib(key: &str) -> u64 {
 pub(crate) fn child(args: &[String]) {
     let (name, n) = (args[1].as_str(), args[2].parse::<usize>().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let ks = keys(n, 1);
+    // Keys are computed, not stored: the measurement is the store's memory, not ours.
+    let ks = (0..n as u64).map(|i| key(1, i));
     let mut anon_peak = 0;
     let chunk = n / 20;
     let mut sample = || anon_peak = anon_peak.max(status_kib("RssAnon:"));
@@ -356,15 +389,15 @@ pub(crate) fn child(args: &[String]) {
         "speedup-paged" => {
             let mut d: DiskDict<u64, u64> =
                 DiskDict::open_with("mem", &Options::new().location(dir.path())).unwrap();
-            for (i, &k) in ks.iter().enumerate() {
+            for (i, k) in ks.clone().enumerate() {
                 d.insert(k, k).unwrap();
                 if i % chunk == 0 {
                     sample();
                 }
             }
             d.flush().unwrap();
-            for (i, k) in ks.iter().enumerate() {
-                assert!(d.get_archived(k).unwrap().is_some());
+            for (i, k) in ks.enumerate() {
+                assert!(d.get_archived(&k).unwrap().is_some());
                 if i % chunk == 0 {
                     sample();
                 }
@@ -375,7 +408,7 @@ pub(crate) fn child(args: &[String]) {
             let tx = db.begin_write().unwrap();
             {
                 let mut t = tx.open_table(U64_TABLE).unwrap();
-                for (i, &k) in ks.iter().enumerate() {
+                for (i, k) in ks.clone().enumerate() {
                     t.insert(k, k).unwrap();
                     if i % chunk == 0 {
                         sample();
@@ -385,7 +418,7 @@ pub(crate) fn child(args: &[String]) {
             tx.commit().unwrap();
             let r = db.begin_read().unwrap();
             let t = r.open_table(U64_TABLE).unwrap();
-            for (i, &k) in ks.iter().enumerate() {
+            for (i, k) in ks.enumerate() {
                 assert!(t.get(k).unwrap().is_some());
                 if i % chunk == 0 {
                     sample();
@@ -404,16 +437,16 @@ pub(crate) fn child(args: &[String]) {
                 .unwrap()
                 .unwrap_commit();
             let mut w = env.write_txn().unwrap();
-            for (i, k) in ks.iter().enumerate() {
-                db.put(&mut w, k, k).unwrap();
+            for (i, k) in ks.clone().enumerate() {
+                db.put(&mut w, &k, &k).unwrap();
                 if i % chunk == 0 {
                     sample();
                 }
             }
             w.commit().unwrap();
             let r = env.read_txn().unwrap();
-            for (i, k) in ks.iter().enumerate() {
-                assert!(db.get(&r, k).unwrap().is_some());
+            for (i, k) in ks.enumerate() {
+                assert!(db.get(&r, &k).unwrap().is_some());
                 if i % chunk == 0 {
                     sample();
                 }

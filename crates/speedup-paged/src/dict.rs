@@ -224,16 +224,19 @@ where
     /// # Errors
     ///
     /// [`Error::Serialize`] if the key or value cannot be archived; I/O errors
-    /// ([`Error::Io`], [`Error::DiskFull`]) when a full overlay is written out: the entry is
-    /// then still in memory and a later `flush` retries.
+    /// ([`Error::Io`], [`Error::DiskFull`]) when the write overlay is full and writing it out
+    /// to make room fails. On any error nothing changed: the dict holds what it held before
+    /// the call, and every earlier write is still there (retry, or `flush` once there is
+    /// room on the disk).
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>> {
+        self.make_room()?;
         let hash = stable_hash(&key);
         let old = self.owned_by_hash(hash, &key)?;
         self.overlay.put(hash, key, &value)?;
         if old.is_none() {
             self.len += 1;
         }
-        self.after_write()?;
+        self.dirty = true;
         Ok(old)
     }
 
@@ -243,6 +246,7 @@ where
     ///
     /// As [`DiskDict::insert`].
     pub fn remove(&mut self, key: &K) -> Result<Option<V>> {
+        self.make_room()?;
         let hash = stable_hash(key);
         let old = if let Some(p) = self.overlay.find(hash, key) {
             let Some(value) = self.pending_value(p) else {
@@ -260,7 +264,7 @@ where
             old
         };
         self.len -= 1;
-        self.after_write()?;
+        self.dirty = true;
         Ok(Some(old))
     }
 
@@ -377,8 +381,9 @@ where
         Ok(Some(view))
     }
 
-    fn after_write(&mut self) -> Result<()> {
-        self.dirty = true;
+    /// Writes the overlay out if it is full, *before* a mutation, so that a failure leaves
+    /// the dict unchanged and the overlay never grows past its bound.
+    fn make_room(&mut self) -> Result<()> {
         if self.overlay.is_full(self.max_pending) {
             self.merge_overlay()?;
         }

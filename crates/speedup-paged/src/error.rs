@@ -138,3 +138,19 @@ impl Error {
         Error::Corrupt { path: path.to_path_buf(), reason: reason.into() }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_space_left_becomes_disk_full() {
+        let path = std::path::Path::new("/x/s.spdict");
+        assert!(matches!(Error::io(path, io::Error::from_raw_os_error(28)), Error::DiskFull { .. }));
+        let other = Error::io(path, io::Error::from_raw_os_error(5));
+        assert!(matches!(other, Error::Io { .. }));
+        assert!(other.to_string().contains("/x/s.spdict"), "messages name the file: {other}");
+        let full = Error::DiskFull { path: path.into() };
+        assert!(full.to_string().contains("flush() again"), "and say what to do: {full}");
+    }
+}

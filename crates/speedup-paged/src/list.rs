@@ -235,11 +235,14 @@ impl<T: Storable> DiskList<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Serialize`]; I/O errors when a resident page has to be written out to make
-    /// room (the item is in the list even then; a later `flush` retries the write).
+    /// [`Error::Serialize`]; I/O errors ([`Error::Io`], [`Error::DiskFull`]) when a resident
+    /// page has to be written out to make room first. On any error nothing changed.
     pub fn push(&mut self, item: T) -> Result<()> {
         let last_full =
             self.order.last().is_none_or(|&id| self.pages[id as usize].count as usize >= self.size_limit);
+        let tail: Vec<u32> =
+            if last_full { Vec::new() } else { self.order.last().copied().into_iter().collect() };
+        self.make_room(&tail)?;
         let id = if last_full {
             let id = self.new_page();
             self.order.push(id);
@@ -266,7 +269,7 @@ impl<T: Storable> DiskList<T> {
         self.pages[id as usize].count += 1;
         self.len += 1;
         self.dirty = true;
-        self.evict_except(&[id])
+        Ok(())
     }
 
     /// Replaces item `index` and returns the old one.
@@ -277,6 +280,7 @@ impl<T: Storable> DiskList<T> {
     pub fn set(&mut self, index: usize, item: T) -> Result<T> {
         let (pos, local) = self.locate(index as u64).ok_or(self.out_of_range(index))?;
         let id = self.order[pos];
+        self.make_room(&[id])?;
         self.make_resident(id)?;
         let old = self.with_buffer(id, |buf| {
             // SAFETY: see `get_archived`.
@@ -288,7 +292,6 @@ impl<T: Storable> DiskList<T> {
             Ok(old)
         })?;
         self.dirty = true;
-        self.evict_except(&[id])?;
         Ok(old)
     }
 
@@ -304,6 +307,7 @@ impl<T: Storable> DiskList<T> {
         }
         let (pos, local) = self.locate(index as u64).ok_or(self.out_of_range(index))?;
         let id = self.order[pos];
+        self.make_room(&[id])?;
         self.make_resident(id)?;
         self.with_buffer(id, |buf| {
             let span = record::append(&mut buf.arena, &item)?;
@@ -314,11 +318,10 @@ impl<T: Storable> DiskList<T> {
         self.shift_starts(pos + 1, 1);
         self.len += 1;
         self.dirty = true;
-        let mut keep = vec![id];
         if self.pages[id as usize].count as usize > self.size_limit {
-            keep.push(self.split_page(pos));
+            self.split_page(pos);
         }
-        self.evict_except(&keep)
+        Ok(())
     }
 
     /// Removes and returns item `index`, shifting later items.
@@ -329,6 +332,7 @@ impl<T: Storable> DiskList<T> {
     pub fn remove(&mut self, index: usize) -> Result<T> {
         let (pos, local) = self.locate(index as u64).ok_or(self.out_of_range(index))?;
         let id = self.order[pos];
+        self.make_room(&[id])?;
         self.make_resident(id)?;
         let old = self.with_buffer(id, |buf| {
             // SAFETY: see `get_archived`.
@@ -527,10 +531,11 @@ impl<T: Storable> DiskList<T> {
         new_id
     }
 
-    /// Writes resident pages back until at most `max_pages` are resident, least recently
-    /// written first, never one of `keep`.
-    fn evict_except(&mut self, keep: &[u32]) -> Result<()> {
-        while self.resident.len() > self.max_pages {
+    /// Writes resident pages back (least recently written first, never one of `keep`) until
+    /// one more page fits under `max_pages`. Called *before* a mutation, so that a failed
+    /// write leaves the list unchanged. (A split adds one page for the rest of that call.)
+    fn make_room(&mut self, keep: &[u32]) -> Result<()> {
+        while self.resident.len() >= self.max_pages {
             let victim = self
                 .resident
                 .iter()

@@ -225,3 +225,67 @@ fn rss_anon_stays_bounded_with_2m_entries() {
     eprintln!("peak RssAnon with 2M entries: {} MiB", peak / 1024);
     assert!(peak < 64 * 1024, "RssAnon peaked at {peak} KiB, over the 64 MiB bound");
 }
+
+/// Child: fills the store past a file-size limit (writes fail as on a full disk), checks
+/// that nothing is lost and that `flush` succeeds once there is room again.
+#[test]
+fn child_disk_full() {
+    let Some((role, dir)) = child_role() else { return };
+    if role != "disk-full" {
+        return;
+    }
+    // SAFETY: ignoring SIGXFSZ is what turns "file too large" into an error return from
+    // write(2) instead of killing the process; this child process does nothing else.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let opts = Options::new().location(&dir).size_limit(64).max_pages(2);
+    let mut d: DiskDict<u64, String> = DiskDict::open_with("full", &opts).unwrap();
+    for k in 0..1_000 {
+        d.insert(k, value_for(k)).unwrap();
+    }
+    d.flush().unwrap();
+    let size = std::fs::metadata(d.path()).unwrap().len();
+    let set_limit = |soft: u64| {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: plain libc calls on a valid, owned struct.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0);
+            limit.rlim_cur = soft.min(limit.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+        }
+    };
+    set_limit(size); // no growth allowed: the "disk" is full
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for k in 1_000..20_000 {
+        // An insert that needs room first fails as a whole: nothing changed.
+        match d.insert(k, value_for(k)) {
+            Ok(_) => accepted.push(k),
+            Err(e) => {
+                assert!(matches!(e, Error::Io { .. } | Error::DiskFull { .. }), "{e}");
+                refused += 1;
+            }
+        }
+    }
+    let err = d.flush().expect_err("flushing past the limit must fail");
+    println!("flush with a full disk: {err}");
+    assert!(refused > 0, "inserts that needed room reported it");
+    assert_eq!(d.len(), 1_000 + accepted.len(), "accepted entries are all there, refused ones are not");
+    set_limit(u64::MAX); // room again
+    d.flush().expect("flush succeeds once there is room");
+    d.close().unwrap();
+    let d: DiskDict<u64, String> = DiskDict::open_with("full", &opts).unwrap();
+    assert_eq!(d.len(), 1_000 + accepted.len());
+    for k in (0..1_000).chain(accepted) {
+        assert_eq!(d.get(&k).unwrap(), Some(value_for(k)), "key {k}");
+    }
+    println!("disk-full-ok");
+}
+
+#[test]
+fn a_full_disk_is_an_error_and_a_retry_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn_child("child_disk_full", "disk-full", dir.path());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("disk-full-ok"), "child failed:\n{stdout}");
+}
