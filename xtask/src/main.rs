@@ -157,12 +157,10 @@ fn release() -> Result {
         if !m.contains("version.workspace = true") {
             return Err(format!("{krate} does not take its version from the workspace"));
         }
-        let internal = format!("version = \"{version}\"");
-        let stale =
-            manifest.lines().filter(|l| l.contains("path = \"crates/")).any(|l| !l.contains(&internal));
-        if stale {
-            return Err(format!("[workspace.dependencies] has an internal crate not at version {version}"));
-        }
+    }
+    let internal = format!("version = \"{version}\"");
+    if manifest.lines().filter(|l| l.contains("path = \"crates/")).any(|l| !l.contains(&internal)) {
+        return Err(format!("[workspace.dependencies] has an internal crate not at version {version}"));
     }
     eprintln!("versions: all crates at {version}, changelog has it");
     // One `cargo package` for all crates: cargo resolves their dependencies on each other

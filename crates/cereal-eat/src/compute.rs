@@ -91,7 +91,10 @@ pub fn insert_rows<T: Clone>(
     rows: &[T],
 ) -> crate::Result<()> {
     let row_len = row_len(data, shape)?;
-    if at > shape[0] || (row_len == 0 && !rows.is_empty()) || (row_len > 0 && !rows.len().is_multiple_of(row_len)) {
+    if at > shape[0]
+        || (row_len == 0 && !rows.is_empty())
+        || (row_len > 0 && !rows.len().is_multiple_of(row_len))
+    {
         return Err(crate::Error::Shape {
             reason: format!(
                 "cannot insert {} values as rows of {row_len} at row {at} of {}",

@@ -184,11 +184,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
         Err(payload) => {
             // Items of the interrupted batch were produced before the panic: publish them.
             gate.publish(shared.items.len());
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with a non-string payload".into());
+            let message = crate::error::panic_message(&*payload);
             *shared.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
             gate.finish(PANICKED);
         }

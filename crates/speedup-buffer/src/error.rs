@@ -31,3 +31,12 @@ pub enum Error {
         message: String,
     },
 }
+
+/// The message of a caught panic (the producer's, passed on to readers).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with a non-string payload".into())
+}

@@ -167,11 +167,7 @@ async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
     let how = match run.catch_unwind().await {
         Ok(()) => FINISHED,
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic with a non-string payload".into());
+            let message = crate::error::panic_message(&*payload);
             *shared.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
             PANICKED
         }

@@ -216,11 +216,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: us
             }
             Ok(None) => state.done = true,
             Err(payload) => {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic with a non-string payload".into());
+                let message = crate::error::panic_message(&*payload);
                 state.panic = Some(message);
             }
         }
