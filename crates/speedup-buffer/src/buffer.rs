@@ -338,6 +338,11 @@ impl<T> Drop for Buffer<T> {
 }
 
 /// Iterator over a [`Buffer`]'s items, in order; see [`Buffer::iter`].
+///
+/// # Panics
+///
+/// `next` panics, like [`Buffer::get`], if the producer panicked before the next item; use
+/// [`Buffer::try_get`] to handle that as an error.
 pub struct Iter<'a, T> {
     buffer: &'a Buffer<T>,
     next: usize,

@@ -191,7 +191,7 @@ where
 
     fn build_with<E: Clone + Send + Sync + 'static>(self, func: Box<Func<K, V, E>>) -> Cache<K, V, E> {
         // Many more shards than cores: two threads rarely touch the same lock.
-        let shards = (crate::sync_parallelism() * 64).next_power_of_two().max(64);
+        let shards = (crate::cores() * 64).next_power_of_two().max(64);
         let shard_capacity = self.capacity.map_or(usize::MAX, |c| c.div_ceil(shards));
         let hasher = ahash::RandomState::new();
         #[cfg(not(speedup_loom))]

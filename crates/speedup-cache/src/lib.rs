@@ -62,7 +62,7 @@ pub use error::Error;
 pub use future::AsyncCache;
 
 /// Cores available to this process (1 under loom).
-fn sync_parallelism() -> usize {
+fn cores() -> usize {
     if cfg!(speedup_loom) { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
 }
 

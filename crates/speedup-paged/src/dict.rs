@@ -253,14 +253,14 @@ where
                 return Ok(None); // already removed
             };
             let old = record::to_owned::<V>(value)?;
-            self.overlay.remove_pending(hash, key); // a tombstone that keeps its owned key
+            self.overlay.tombstone_pending(hash, key); // a tombstone that keeps its owned key
             old
         } else {
             let Some((stored_key, archived)) = self.find_on_disk(hash, key)? else {
                 return Ok(None);
             };
             let old = record::to_owned::<V>(archived)?;
-            self.overlay.remove(hash, stored_key);
+            self.overlay.tombstone(hash, stored_key);
             old
         };
         self.len -= 1;

@@ -76,8 +76,8 @@ impl<K: Storable + Eq> Overlay<K> {
         Ok(())
     }
 
-    /// Records the removal of `key`.
-    pub(crate) fn remove(&mut self, hash: u64, key: K) {
+    /// Records the removal of a key that is only on disk (the overlay keeps the owned key).
+    pub(crate) fn tombstone(&mut self, hash: u64, key: K) {
         self.set(hash, key, None);
     }
 
@@ -114,20 +114,17 @@ impl<K: Storable + Eq> Overlay<K> {
         &self.entries
     }
 
-    /// Turns the pending write of `key`, if any, into a removal; returns whether there was one.
-    pub(crate) fn remove_pending(&mut self, hash: u64, key: &K) -> bool {
+    /// Turns the pending write of `key`, if any, into a removal.
+    pub(crate) fn tombstone_pending(&mut self, hash: u64, key: &K) {
         let entries = &mut self.entries;
         let found = self.index.find(hash, |&i| {
             let p = &entries[i as usize];
             p.hash == hash && p.key == *key
         });
-        let Some(&i) = found else {
-            return false;
-        };
+        let Some(&i) = found else { return };
         if let Some((k, v)) = entries[i as usize].put.take() {
             self.dead_bytes += (k.len + v.len) as usize;
         }
-        true
     }
 
     /// After a merge stopped early: keep the entries from `first_unmerged` on, re-indexed.
