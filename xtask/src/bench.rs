@@ -74,6 +74,7 @@ fn parse(line: &str) -> Option<Row> {
 fn ours(krate: &str) -> String {
     match krate {
         "eat" => "cereal-eat".into(),
+        "redis" => "speedup-cache".into(),
         other => format!("speedup-{other}"),
     }
 }
@@ -117,7 +118,8 @@ fn human(value: f64, unit: &str) -> String {
 fn section(krate: &str, rows: &[&Row], quick: bool) -> String {
     let us = ours(krate);
     let mut s = String::new();
-    let _ = writeln!(s, "## {us}\n");
+    let title = if krate == "redis" { format!("{us}: Redis tier") } else { us.clone() };
+    let _ = writeln!(s, "## {title}\n");
     let _ = writeln!(
         s,
         "Run: `cargo xtask bench{} {krate}` on {}. Each figure is the median of the runs shown, with the slowest and fastest run as the spread. **Bold**: the best figure of the workload. Ratio: how many times better {us} is than that implementation (above 1: {us} wins).\n",

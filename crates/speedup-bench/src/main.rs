@@ -9,6 +9,7 @@ mod cache;
 mod eat;
 mod harness;
 mod paged;
+mod redis;
 
 use harness::Config;
 
@@ -17,6 +18,7 @@ fn main() {
     if args.first().map(String::as_str) == Some("--child") {
         match args.get(1).map(String::as_str) {
             Some("shm") => eat::child(&args[2..]),
+            Some("redis") => redis::child(&args[2..]),
             _ => paged::child(&args[1..]),
         }
         return;
@@ -36,5 +38,8 @@ fn main() {
     }
     if wants("eat") {
         eat::run(&config);
+    }
+    if wants("redis") {
+        redis::run(&config);
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, describe, panic_message};
 use crate::flight::{Claim, Flight};
 use crate::sync::{Arc, AtomicUsize, RwLock, thread_id};
+use crate::tier::{Acquired, SharedTier, TierError};
 use crate::waits::Waits;
 
 /// Stack left before a computation grows the stack (and the size of each new segment).
@@ -68,6 +69,8 @@ struct Inner<K, V, E> {
     #[cfg(not(speedup_loom))]
     pool: Option<rayon::ThreadPool>,
     backing: Option<Box<dyn crate::Backing<K, V>>>,
+    /// The tier shared with other workers (Redis), consulted after `backing`.
+    shared: Option<Box<dyn SharedTier<K, V>>>,
 }
 
 struct Shard<K, V, E> {
@@ -129,6 +132,7 @@ pub struct CacheBuilder<K, V> {
     threads: Option<usize>,
     capacity: Option<usize>,
     backing: Option<Box<dyn crate::Backing<K, V>>>,
+    shared: Option<Box<dyn SharedTier<K, V>>>,
 }
 
 impl<K, V> fmt::Debug for CacheBuilder<K, V> {
@@ -137,13 +141,14 @@ impl<K, V> fmt::Debug for CacheBuilder<K, V> {
             .field("threads", &self.threads)
             .field("capacity", &self.capacity)
             .field("persistent", &self.backing.is_some())
+            .field("shared", &self.shared.is_some())
             .finish()
     }
 }
 
 impl<K, V> Default for CacheBuilder<K, V> {
     fn default() -> Self {
-        CacheBuilder { threads: None, capacity: None, backing: None }
+        CacheBuilder { threads: None, capacity: None, backing: None, shared: None }
     }
 }
 
@@ -170,6 +175,13 @@ where
     /// [`speedup_paged::DiskDict`] (feature `persist`), so results survive restarts.
     pub fn backing(mut self, backing: impl crate::Backing<K, V> + 'static) -> Self {
         self.backing = Some(Box::new(backing));
+        self
+    }
+
+    /// Sets the tier shared with other workers (see `CacheBuilder::redis`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn shared_tier(mut self, tier: Box<dyn SharedTier<K, V>>) -> Self {
+        self.shared = Some(tier);
         self
     }
 
@@ -217,6 +229,7 @@ where
                 #[cfg(not(speedup_loom))]
                 pool,
                 backing: self.backing,
+                shared: self.shared,
             }),
         }
     }
@@ -353,6 +366,19 @@ where
         self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush())
     }
 
+    /// What the Redis tier did so far, or `None` without one (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis_stats(&self) -> Option<crate::RedisStats> {
+        self.inner.shared.as_ref().map(|s| s.stats())
+    }
+
+    /// The Redis key that holds (or will hold) the value for `key`, or `None` without a
+    /// Redis tier (feature `redis`). Deleting that key makes the cluster compute it again.
+    #[cfg(feature = "redis")]
+    pub fn redis_key(&self, key: &K) -> Option<Vec<u8>> {
+        self.inner.shared.as_ref().map(|s| s.key_name(key))
+    }
+
     fn resolve(&self, key: K) -> Result<V, Failure<E>> {
         let me = thread_id();
         let hash = self.hash(&key);
@@ -416,13 +442,40 @@ where
     /// Computes `key`, which this thread owns, publishes the outcome and wakes the waiters.
     fn run(&self, key: K, flight: &Arc<Flight<V, E>>) -> Result<V, Failure<E>> {
         let stored = self.inner.backing.as_ref().and_then(|b| b.load(&key));
+        let from_backing = stored.is_some();
+        let mut lease = None;
+        let stored = match (stored, &self.inner.shared) {
+            (None, Some(shared)) => match shared.acquire(&key) {
+                Ok(Acquired::Value(v)) => Some(v),
+                Ok(Acquired::Lease(l)) => {
+                    lease = Some(l);
+                    None
+                }
+                Ok(Acquired::Unshared) => None,
+                Err(error) => {
+                    let error = match error {
+                        TierError::Unavailable(message) => {
+                            Error::Unavailable { key: describe(&key), message }
+                        }
+                        TierError::Corrupt(message) => Error::Corrupt { key: describe(&key), message },
+                    };
+                    self.retract(&key, flight);
+                    flight.finish(Err(error.clone()));
+                    return Err(Failure::from(error));
+                }
+            },
+            (stored, _) => stored,
+        };
         let computed = match stored {
             Some(v) => Ok(Ok(v)),
             None => grow_stack(|| catch_unwind(AssertUnwindSafe(|| (self.inner.func)(self, key.clone())))),
         };
         match computed {
             Ok(Ok(value)) => {
-                if let Some(b) = &self.inner.backing {
+                if let Some(lease) = lease {
+                    lease.publish(&value);
+                }
+                if let Some(b) = self.inner.backing.as_ref().filter(|_| !from_backing) {
                     b.store(&key, &value);
                 }
                 self.publish(key, flight, value.clone());
@@ -435,12 +488,15 @@ where
                 Ok(value)
             }
             Ok(Err(error)) => {
+                // Dropping the lease releases it: another worker may try at once.
+                drop(lease);
                 self.retract(&key, flight);
                 flight.finish(Err(error.clone()));
                 Err(Failure::from(error))
             }
             Err(payload) => {
                 let error = Error::Panicked { key: describe(&key), message: panic_message(&*payload) };
+                drop(lease);
                 self.retract(&key, flight);
                 flight.finish(Err(error.clone()));
                 Err(Failure { error, payload: Some(payload) })

@@ -33,6 +33,27 @@ pub enum Error<E = std::convert::Infallible> {
         /// The chain of keys that closes the cycle, e.g. `1 -> 2 -> 1`.
         path: String,
     },
+    /// The shared tier (Redis, feature `redis`) could not be reached or refused a command,
+    /// and the cache is configured to fail closed ([`FailMode::Closed`](crate::FailMode)).
+    /// Nothing was computed for the key.
+    #[error("the shared Redis tier is unavailable for {key}: {message}")]
+    Unavailable {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// What failed, with the server address.
+        message: String,
+    },
+    /// The shared tier (Redis, feature `redis`) holds something for the key that is not a
+    /// value this cache wrote: a corrupt or truncated value, one written for other types, or
+    /// a key of another Redis type. It is neither returned nor overwritten; delete the
+    /// named Redis key to let the cache compute it again.
+    #[error("the shared Redis tier holds an invalid value for {key}: {message}")]
+    Corrupt {
+        /// The key, as `Debug` prints it.
+        key: String,
+        /// What is wrong with the stored bytes, and the Redis key that holds them.
+        message: String,
+    },
 }
 
 /// Turns a panic payload into its message.

@@ -42,7 +42,38 @@
 //! Optional: a capacity bound with second-chance (CLOCK) eviction that never evicts a key
 //! in flight ([`CacheBuilder::capacity`]); a second tier that survives restarts
 //! ([`CacheBuilder::backing`], with a `speedup_paged::DiskDict` under feature `persist`); an
-//! async variant on tokio, [`AsyncCache`] (feature `tokio`).
+//! async variant on tokio, [`AsyncCache`] (feature `tokio`); a tier shared by a cluster
+//! through Redis, so that each key is computed once on all machines together
+//! (`CacheBuilder::redis`, feature `redis`).
+//!
+//! # The Redis tier (feature `redis`)
+//!
+//! A local miss looks in Redis, then computes. Before computing, a worker takes a lease on
+//! the key in Redis (`SET <key>:lease <token> NX PX <ttl>`), refreshed while it computes;
+//! other workers wait for the value, woken by a message on the cache's pub/sub channel (with
+//! a bounded poll as the fallback). A worker that dies stops refreshing; its lease expires
+//! and a waiting worker takes over. Values are rkyv archives behind a checksummed header,
+//! validated on every read; keys are namespaced by cache name, key and value types and a
+//! version. When Redis is down, the cache computes locally and logs through `tracing`
+//! (`FailMode::Open`, the default) or refuses with [`Error::Unavailable`]
+//! (`FailMode::Closed`).
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")] {
+//! use speedup_cache::{Cache, RedisConfig};
+//!
+//! let config = RedisConfig::new("redis://127.0.0.1:6379/", "factor").unwrap().version(1);
+//! let cache = Cache::builder().redis(config).build(|_: &Cache<u64, u64>, n: u64| n * n);
+//! cache.get(7);
+//! let stats = cache.redis_stats().unwrap();
+//! println!("computed {} keys, got {} from other workers", stats.computed, stats.fetched);
+//! # }
+//! ```
+//!
+//! Not covered: cycles that span processes (a key whose computation needs itself through
+//! another worker waits on leases that stay alive; cycles within one process are detected
+//! as usual), and Redis Cluster (the scripts touch a value key and its lease key, which
+//! would need one hash slot).
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -52,7 +83,10 @@ mod error;
 mod flight;
 #[cfg(feature = "tokio")]
 mod future;
+#[cfg(feature = "redis")]
+mod shared;
 mod sync;
+mod tier;
 mod waits;
 
 pub use backing::Backing;
@@ -60,6 +94,8 @@ pub use cache::{Cache, CacheBuilder};
 pub use error::Error;
 #[cfg(feature = "tokio")]
 pub use future::AsyncCache;
+#[cfg(feature = "redis")]
+pub use shared::{FailMode, RedisConfig, RedisConfigError, RedisStats};
 
 /// Cores available to this process (1 under loom).
 fn cores() -> usize {

@@ -1,6 +1,9 @@
 //! Helpers shared by the test files (each file uses some of them).
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "redis")]
+pub mod redis_server;
+
 use std::sync::mpsc;
 use std::time::Duration;
 

@@ -1,0 +1,146 @@
+//! Connections to Redis: a free list of idle connections and a circuit breaker.
+//!
+//! Every command runs on a connection taken from the free list (or opened with the
+//! configured timeout) and goes back only if the command succeeded; a connection that saw
+//! an error is dropped, since a timed-out reply may still be in flight on it. When Redis is
+//! unreachable (refused, reset, timed out) the breaker opens for `retry_after`: calls fail
+//! at once instead of each waiting for a timeout, and the outage is logged once, as is the
+//! recovery.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection, RedisError, RedisResult};
+
+/// Idle connections kept for reuse; more are opened under load and closed after.
+const MAX_IDLE: usize = 32;
+
+/// Why a command did not run to completion.
+#[derive(Debug)]
+pub(super) enum Failure {
+    /// Redis is unreachable (now, or recently enough that the breaker is open).
+    Down(String),
+    /// Redis answered with an error.
+    Refused(RedisError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Down(message) => f.write_str(message),
+            Failure::Refused(error) => write!(f, "Redis refused a command: {error}"),
+        }
+    }
+}
+
+pub(super) struct Redis {
+    client: Client,
+    /// `host:port` (never the password), for messages.
+    pub(super) addr: String,
+    timeout: Duration,
+    retry_after: Duration,
+    idle: Mutex<Vec<Connection>>,
+    /// While set, Redis is considered down until this instant.
+    down_until: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    pub(super) fn new(client: Client, addr: String, timeout: Duration, retry_after: Duration) -> Self {
+        Redis {
+            client,
+            addr,
+            timeout,
+            retry_after,
+            idle: Mutex::new(Vec::new()),
+            down_until: Mutex::new(None),
+        }
+    }
+
+    /// Runs `command` on a connection. Commands must be safe to repeat: one that fails on
+    /// a pooled connection is retried once on a fresh one, since a pooled connection may
+    /// point at a server that restarted since.
+    pub(super) fn run<T>(
+        &self,
+        mut command: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Failure> {
+        if let Some(until) = *self.down_until.lock().unwrap_or_else(PoisonError::into_inner)
+            && Instant::now() < until
+        {
+            return Err(Failure::Down(format!(
+                "Redis at {} was unreachable moments ago; next attempt in {} ms",
+                self.addr,
+                until.saturating_duration_since(Instant::now()).as_millis()
+            )));
+        }
+        let pooled = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let (mut conn, mut retry) = match pooled {
+            Some(conn) => (conn, true),
+            None => (self.connect().map_err(|e| self.trip(&e))?, false),
+        };
+        loop {
+            match command(&mut conn) {
+                Ok(value) => {
+                    self.recovered();
+                    let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                    if idle.len() < MAX_IDLE {
+                        idle.push(conn);
+                    }
+                    return Ok(value);
+                }
+                Err(e) if is_outage(&e) && retry => {
+                    retry = false;
+                    self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                    conn = self.connect().map_err(|e| self.trip(&e))?;
+                }
+                Err(e) if is_outage(&e) => return Err(self.trip(&e)),
+                Err(e) => return Err(Failure::Refused(e)),
+            }
+        }
+    }
+
+    /// A new connection whose reads and writes time out.
+    pub(super) fn connect(&self) -> RedisResult<Connection> {
+        let conn = self.client.get_connection_with_timeout(self.timeout)?;
+        conn.set_read_timeout(Some(self.timeout))?;
+        conn.set_write_timeout(Some(self.timeout))?;
+        Ok(conn)
+    }
+
+    /// Opens the breaker; logs the outage when it starts.
+    fn trip(&self, error: &RedisError) -> Failure {
+        let mut down = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        if down.is_none() {
+            tracing::warn!(
+                addr = %self.addr,
+                %error,
+                retry_after_ms = self.retry_after.as_millis() as u64,
+                "speedup-cache: Redis is unreachable; the shared tier is off until it answers again"
+            );
+        }
+        *down = Some(Instant::now() + self.retry_after);
+        // Pooled connections to a server that went away are dead too.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        Failure::Down(format!("Redis at {} is unreachable: {error}", self.addr))
+    }
+
+    fn recovered(&self) {
+        let mut down = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        if down.take().is_some() {
+            tracing::info!(addr = %self.addr, "speedup-cache: Redis answers again; the shared tier is back on");
+        }
+    }
+}
+
+/// Errors that mean "the server is not there", as opposed to "the server said no".
+fn is_outage(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+}

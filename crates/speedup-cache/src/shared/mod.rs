@@ -1,0 +1,432 @@
+//! The Redis tier (feature `redis`): a cluster of workers computes each key once.
+//!
+//! After a local miss, a cache asks Redis, in one script, for the key's value or else for a
+//! lease on it (`SET <lease key> <token> NX PX <ttl>`):
+//!
+//! - the value is there: validate it (`codec`) and use it;
+//! - the lease is ours: compute, then store the value, release the lease and announce the
+//!   key on the cache's channel, again in one script (`lease`);
+//! - another worker holds the lease: wait for the announcement (`watch`), at most one poll
+//!   interval or the lease's remaining TTL, then ask again. A worker that died leaves a
+//!   lease that expires; the next ask takes it over.
+//!
+//! When Redis cannot be reached, the cache fails open (computes locally, shares nothing,
+//! logs through `tracing`) or, if so configured, fails closed with [`Error::Unavailable`].
+//!
+//! [`Error::Unavailable`]: crate::Error::Unavailable
+
+mod codec;
+mod conn;
+mod lease;
+mod scripts;
+mod watch;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use speedup_paged::Storable;
+
+use self::codec::Namespace;
+use self::conn::{Failure, Redis};
+use self::lease::{Held, LeaseGuard};
+use self::watch::Watchers;
+use crate::cache::CacheBuilder;
+use crate::tier::{Acquired, SharedTier, TierError};
+
+/// What a cache does when Redis cannot be reached or refuses a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailMode {
+    /// Keep working from the local cache and the function, sharing nothing until Redis is
+    /// back; log the outage (default).
+    #[default]
+    Open,
+    /// Compute nothing without Redis: `try_get` returns
+    /// [`Error::Unavailable`](crate::Error::Unavailable) (and `get` panics with it). For
+    /// computations so expensive that running one twice in the cluster is worse than waiting.
+    Closed,
+}
+
+/// Why a [`RedisConfig`] could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisConfigError {
+    /// The URL does not parse as a Redis connection URL.
+    #[error("invalid Redis URL{shown}: {reason} (expected e.g. redis://127.0.0.1:6379/0)")]
+    Url {
+        /// The URL, or nothing if it holds credentials (they are not repeated in messages).
+        shown: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// The cache name is empty, too long, or has characters outside `[A-Za-z0-9_.-]`.
+    #[error("invalid cache name {name:?}: use 1 to 100 ASCII letters, digits, '_', '-' or '.'")]
+    Name {
+        /// The name given.
+        name: String,
+    },
+}
+
+/// How a [`Cache`](crate::Cache) shares its values through Redis (feature `redis`); pass
+/// it to [`CacheBuilder::redis`].
+///
+/// Every Redis key the cache uses starts with `speedup:<name>:<fingerprint>:`, where the
+/// fingerprint covers the key and value types and [`version`](RedisConfig::version): two
+/// programs, or two versions of one, never read each other's values. Bump the version when
+/// the function changes meaning.
+///
+/// ```
+/// use std::time::Duration;
+/// use speedup_cache::{FailMode, RedisConfig};
+///
+/// let config = RedisConfig::new("redis://127.0.0.1:6379/0", "factor")?
+///     .version(2)
+///     .lease_ttl(Duration::from_secs(30))
+///     .value_ttl(Duration::from_secs(24 * 3600))
+///     .fail_mode(FailMode::Open);
+/// assert!(RedisConfig::new("not a url", "factor").is_err());
+/// assert!(RedisConfig::new("redis://127.0.0.1/", "has space").is_err());
+/// # Ok::<(), speedup_cache::RedisConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    client: redis::Client,
+    addr: String,
+    name: String,
+    version: u64,
+    settings: Settings,
+    timeout: Duration,
+    retry_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    lease_ttl: Duration,
+    value_ttl: Option<Duration>,
+    poll: Duration,
+    fail: FailMode,
+}
+
+impl RedisConfig {
+    /// A configuration for the Redis server at `url` (`redis://[:password@]host:port/db`,
+    /// or `redis+unix:///path`) and the cache called `name`. Nothing connects yet: a cache
+    /// built while Redis is down starts working locally and uses Redis once it answers.
+    ///
+    /// Defaults: version 0, lease TTL 10 s, no value TTL, poll fallback 1 s, connect and
+    /// command timeout 2 s, retry 1 s after an outage, [`FailMode::Open`].
+    ///
+    /// # Errors
+    ///
+    /// [`RedisConfigError::Url`] for a URL that does not parse, [`RedisConfigError::Name`]
+    /// for an empty or unusual name.
+    pub fn new(url: &str, name: &str) -> Result<Self, RedisConfigError> {
+        let valid_name = (1..=100).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !valid_name {
+            return Err(RedisConfigError::Name { name: name.to_string() });
+        }
+        let client = redis::Client::open(url).map_err(|e| RedisConfigError::Url {
+            shown: if url.contains('@') { String::new() } else { format!(" {url:?}") },
+            reason: e.to_string(),
+        })?;
+        let addr = client.get_connection_info().addr().to_string();
+        Ok(RedisConfig {
+            client,
+            addr,
+            name: name.to_string(),
+            version: 0,
+            settings: Settings {
+                lease_ttl: Duration::from_secs(10),
+                value_ttl: None,
+                poll: Duration::from_secs(1),
+                fail: FailMode::Open,
+            },
+            timeout: Duration::from_secs(2),
+            retry_after: Duration::from_secs(1),
+        })
+    }
+
+    /// Part of the namespace: caches with different versions share nothing.
+    pub fn version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// How long a lease outlives its last refresh (at least 30 ms). Leases are refreshed
+    /// every third of it while the key is computed, so it bounds how long others wait for a
+    /// worker that died, not how long a computation may take.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.lease_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Lets Redis drop values this long after they are written (default: kept).
+    pub fn value_ttl(mut self, ttl: Duration) -> Self {
+        self.settings.value_ttl = Some(ttl.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The longest a waiting worker sleeps between two looks at Redis when no announcement
+    /// wakes it (at least 1 ms). Announcements normally wake it at once; this bounds the
+    /// cost of a missed one.
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.settings.poll = poll.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long to wait for a connection or a reply before calling Redis unreachable.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long to stop trying Redis after it was found unreachable.
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// What to do when Redis is unreachable (default [`FailMode::Open`]).
+    pub fn fail_mode(mut self, fail: FailMode) -> Self {
+        self.settings.fail = fail;
+        self
+    }
+}
+
+/// What a cache's Redis tier did since the cache was built
+/// ([`Cache::redis_stats`](crate::Cache::redis_stats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Values read from Redis instead of computed (computed by another worker, or earlier).
+    pub fetched: u64,
+    /// Values computed here under a lease and written to Redis.
+    pub computed: u64,
+    /// Keys for which this cache waited on another worker's lease.
+    pub waited: u64,
+    /// Leases taken after waiting: the holder failed, or died and its lease expired.
+    pub taken_over: u64,
+    /// Keys computed without Redis because it was unavailable (fail open).
+    pub unshared: u64,
+    /// Redis failures: unreachable, refused commands, failed writes.
+    pub errors: u64,
+    /// Leases that expired while their key was computed (see
+    /// [`RedisConfig::lease_ttl`]).
+    pub lost_leases: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    fetched: AtomicU64,
+    computed: AtomicU64,
+    waited: AtomicU64,
+    taken_over: AtomicU64,
+    unshared: AtomicU64,
+    errors: AtomicU64,
+    lost_leases: AtomicU64,
+}
+
+/// Everything the tier's threads share; independent of the key and value types.
+#[derive(Debug)]
+struct Core {
+    redis: Redis,
+    ns: Namespace,
+    settings: Settings,
+    watchers: Arc<Watchers>,
+    /// Leases held by this cache, kept alive by the refresher.
+    held: Mutex<HashMap<u64, Held>>,
+    next_id: AtomicU64,
+    /// Random per cache: lease tokens of two workers never collide.
+    token_base: String,
+    stats: Counters,
+}
+
+/// The Redis tier of a `Cache<K, V>`.
+struct RedisTier<K, V> {
+    core: Arc<Core>,
+    _types: PhantomData<fn(&K) -> V>,
+}
+
+impl<K: Storable, V: Storable + 'static> RedisTier<K, V> {
+    fn start(config: RedisConfig) -> Self {
+        let ns = Namespace::new::<K, V>(&config.name, config.version);
+        let watchers = Arc::new(Watchers::default());
+        watch::spawn_listener(
+            config.client.clone(),
+            ns.channel.clone(),
+            &watchers,
+            config.timeout,
+            config.retry_after,
+        );
+        let random =
+            std::hash::RandomState::new().hash_one((std::process::id(), std::time::SystemTime::now()));
+        let core = Arc::new(Core {
+            redis: Redis::new(config.client, config.addr, config.timeout, config.retry_after),
+            ns,
+            settings: config.settings,
+            watchers,
+            held: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            token_base: format!("{}-{random:016x}", std::process::id()),
+            stats: Counters::default(),
+        });
+        lease::spawn_refresher(&core);
+        RedisTier { core, _types: PhantomData }
+    }
+}
+
+/// What `GET_OR_LEASE` answered.
+enum Reply {
+    Value(Vec<u8>),
+    Leased,
+    Busy { pttl_ms: i64 },
+}
+
+fn parse_reply(reply: redis::Value) -> Result<Reply, String> {
+    use redis::Value;
+    match reply {
+        Value::Array(items) => match items.as_slice() {
+            [Value::Int(1), Value::BulkString(bytes)] => Ok(Reply::Value(bytes.clone())),
+            [Value::Int(2)] => Ok(Reply::Leased),
+            [Value::Int(0), Value::Int(pttl_ms)] => Ok(Reply::Busy { pttl_ms: *pttl_ms }),
+            other => Err(format!("unexpected reply to the lease script: {other:?}")),
+        },
+        other => Err(format!("unexpected reply to the lease script: {other:?}")),
+    }
+}
+
+impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
+    fn acquire(&self, key: &K) -> Result<Acquired<V>, TierError> {
+        let core = &self.core;
+        let key_bytes = codec::archive(key)
+            .map_err(|e| TierError::Corrupt(format!("cannot serialize the key for Redis: {e}")))?;
+        let value_key = core.ns.value_key(&key_bytes);
+        let lease_key = core.ns.lease_key(&key_bytes);
+        let token = format!("{}-{}", core.token_base, core.next_id.fetch_add(1, Ordering::Relaxed));
+        let ttl_ms = core.settings.lease_ttl.as_millis() as u64;
+        let watch = core.watchers.watch(&value_key);
+        let mut waited = false;
+        loop {
+            watch.reset();
+            let reply = core.redis.run(|conn| {
+                scripts::GET_OR_LEASE
+                    .key(&value_key)
+                    .key(&lease_key)
+                    .arg(&token)
+                    .arg(ttl_ms)
+                    .invoke::<redis::Value>(conn)
+            });
+            let reply = match reply {
+                Ok(reply) => parse_reply(reply),
+                Err(Failure::Refused(e)) if e.to_string().contains("WRONGTYPE") => {
+                    return Err(TierError::Corrupt(format!(
+                        "Redis key \"{}\" holds another Redis type, not a value ({e})",
+                        value_key.escape_ascii()
+                    )));
+                }
+                Err(failure) => return core.unavailable(&failure.to_string()),
+            };
+            match reply {
+                Ok(Reply::Value(bytes)) => {
+                    let value = codec::unframe::<V>(&bytes, core.ns.fingerprint).map_err(|e| {
+                        TierError::Corrupt(format!("{e} (Redis key \"{}\")", value_key.escape_ascii()))
+                    })?;
+                    core.stats.fetched.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Acquired::Value(value));
+                }
+                Ok(Reply::Leased) => {
+                    if waited {
+                        core.stats.taken_over.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Ok(Acquired::Lease(Box::new(LeaseGuard::<V>::new(
+                        core, value_key, lease_key, token,
+                    ))));
+                }
+                Ok(Reply::Busy { pttl_ms }) => {
+                    if !waited {
+                        waited = true;
+                        core.stats.waited.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Wake at the latest when the lease could have expired.
+                    let until_expiry = Duration::from_millis(pttl_ms.max(0) as u64 + 1);
+                    watch.wait(core.settings.poll.min(until_expiry));
+                }
+                Err(message) => return core.unavailable(&message),
+            }
+        }
+    }
+
+    fn stats(&self) -> RedisStats {
+        let s = &self.core.stats;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RedisStats {
+            fetched: get(&s.fetched),
+            computed: get(&s.computed),
+            waited: get(&s.waited),
+            taken_over: get(&s.taken_over),
+            unshared: get(&s.unshared),
+            errors: get(&s.errors),
+            lost_leases: get(&s.lost_leases),
+        }
+    }
+
+    fn key_name(&self, key: &K) -> Vec<u8> {
+        // A key that cannot be archived has no name; `acquire` reports it as an error.
+        codec::archive(key).map(|bytes| self.core.ns.value_key(&bytes)).unwrap_or_default()
+    }
+}
+
+impl Core {
+    /// Redis failed: compute locally (fail open) or refuse (fail closed).
+    fn unavailable<V>(&self, message: &str) -> Result<Acquired<V>, TierError> {
+        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        match self.settings.fail {
+            FailMode::Open => {
+                self.stats.unshared.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(message, "speedup-cache: computing without the Redis tier");
+                Ok(Acquired::Unshared)
+            }
+            FailMode::Closed => Err(TierError::Unavailable(message.to_string())),
+        }
+    }
+}
+
+impl<K, V> CacheBuilder<K, V>
+where
+    K: Storable + Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: Storable + Clone + Send + Sync + 'static,
+{
+    /// Shares values with every cache using the same Redis, name, types and version
+    /// (feature `redis`): a local miss looks in Redis before computing, a computed value
+    /// is written there, and a cluster-wide lease makes each key computed once in the whole
+    /// cluster. See [`RedisConfig`] for the options and [`FailMode`] for outages.
+    ///
+    /// Keys and values are stored as rkyv archives; values are checked on every read, and
+    /// a value that does not check out is an [`Error::Corrupt`](crate::Error::Corrupt).
+    /// Equal keys must archive to equal bytes (true of every type without a hash map
+    /// inside).
+    ///
+    /// Starts two threads: one listens for values announced by other workers, one keeps
+    /// this cache's leases alive. Both end soon after the cache is dropped.
+    ///
+    /// ```no_run
+    /// use speedup_cache::{Cache, RedisConfig};
+    ///
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379/", "squares")?;
+    /// let squares = Cache::builder().redis(config).build(|_: &Cache<u64, u64>, n: u64| n * n);
+    /// assert_eq!(squares.get(12), 144); // computed once in the cluster, then shared
+    /// println!("{:?}", squares.redis_stats());
+    /// # Ok::<(), speedup_cache::RedisConfigError>(())
+    /// ```
+    pub fn redis(self, config: RedisConfig) -> Self {
+        self.shared_tier(Box::new(RedisTier::<K, V>::start(config)))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
