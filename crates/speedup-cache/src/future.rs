@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
-use crate::error::{describe, panic_message};
+use crate::error::{Error, describe, panic_message};
+use crate::tier::{Acquired, Lease, SharedTier, TierError};
 
 type Outcome<V> = Result<V, Arc<str>>;
 type SharedOutcome<V> = Shared<BoxFuture<'static, Outcome<V>>>;
@@ -48,6 +49,8 @@ pub struct AsyncCache<K, V> {
 struct Inner<K, V> {
     slots: Mutex<HashMap<K, Slot<V>, ahash::RandomState>>,
     func: Box<AsyncFunc<K, V>>,
+    /// The tier shared with other workers (Redis), consulted before computing.
+    shared: Option<Arc<dyn SharedTier<K, V>>>,
 }
 
 struct Chain<K> {
@@ -84,13 +87,35 @@ where
         F: Fn(AsyncCache<K, V>, K) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = V> + Send + 'static,
     {
+        Self::with_tier(f, None)
+    }
+
+    pub(crate) fn with_tier<F, Fut>(f: F, shared: Option<Arc<dyn SharedTier<K, V>>>) -> Self
+    where
+        F: Fn(AsyncCache<K, V>, K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = V> + Send + 'static,
+    {
         AsyncCache {
             inner: Arc::new(Inner {
                 slots: Mutex::new(HashMap::default()),
                 func: Box::new(move |cache, key| f(cache, key).boxed()),
+                shared,
             }),
             chain: None,
         }
+    }
+
+    /// What the Redis tier did so far, or `None` without one (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis_stats(&self) -> Option<crate::RedisStats> {
+        self.inner.shared.as_ref().map(|s| s.stats())
+    }
+
+    /// The Redis key that holds (or will hold) the value for `key`, or `None` without a
+    /// Redis tier (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis_key(&self, key: &K) -> Option<Vec<u8>> {
+        self.inner.shared.as_ref().map(|s| s.key_name(key))
     }
 
     /// The value for `key`: cached, or computed once (as a tokio task) and shared by every
@@ -163,7 +188,23 @@ where
         let computation = (self.inner.func)(child, key.clone());
         let inner = Arc::clone(&self.inner);
         let task = tokio::spawn(async move {
-            let outcome = AssertUnwindSafe(computation).catch_unwind().await;
+            let (stored, lease) = match acquire(&inner.shared, &key).await {
+                Ok(found) => found,
+                Err(message) => {
+                    let mut slots = inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    slots.remove(&key);
+                    return Err(message);
+                }
+            };
+            let outcome = match stored {
+                Some(value) => Ok(value),
+                None => AssertUnwindSafe(computation).catch_unwind().await,
+            };
+            if let (Some(lease), Ok(value)) = (lease, &outcome) {
+                // One bounded round trip (the configured timeout); dropping the lease after
+                // a panic releases it the same way.
+                lease.publish(value);
+            }
             let mut slots = inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             match outcome {
                 Ok(value) => {
@@ -184,4 +225,30 @@ where
             .boxed()
             .shared()
     }
+}
+
+/// Asks the shared tier (if any) for the key's value or a lease. The tier may wait for
+/// another worker, so it runs on tokio's blocking pool, not on a runtime thread.
+async fn acquire<K, V>(
+    shared: &Option<Arc<dyn SharedTier<K, V>>>,
+    key: &K,
+) -> Result<(Option<V>, Option<Box<dyn Lease<V>>>), Arc<str>>
+where
+    K: Clone + fmt::Debug + Send + Sync + 'static,
+    V: Send + 'static,
+{
+    let Some(tier) = shared.clone() else { return Ok((None, None)) };
+    let asked = key.clone();
+    let answer = tokio::task::spawn_blocking(move || tier.acquire(&asked)).await;
+    let error = match answer {
+        Ok(Ok(Acquired::Value(value))) => return Ok((Some(value), None)),
+        Ok(Ok(Acquired::Lease(lease))) => return Ok((None, Some(lease))),
+        Ok(Ok(Acquired::Unshared)) => return Ok((None, None)),
+        Ok(Err(TierError::Unavailable(message))) => {
+            Error::<std::convert::Infallible>::Unavailable { key: describe(key), message }
+        }
+        Ok(Err(TierError::Corrupt(message))) => Error::Corrupt { key: describe(key), message },
+        Err(join) => Error::Panicked { key: describe(key), message: join.to_string() },
+    };
+    Err(Arc::from(error.to_string()))
 }

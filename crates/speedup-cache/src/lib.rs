@@ -44,7 +44,7 @@
 //! ([`CacheBuilder::backing`], with a `speedup_paged::DiskDict` under feature `persist`); an
 //! async variant on tokio, [`AsyncCache`] (feature `tokio`); a tier shared by a cluster
 //! through Redis, so that each key is computed once on all machines together
-//! (`CacheBuilder::redis`, feature `redis`).
+//! (`CacheBuilder::redis` and, with `tokio` too, `AsyncCache::with_redis`; feature `redis`).
 //!
 //! # The Redis tier (feature `redis`)
 //!

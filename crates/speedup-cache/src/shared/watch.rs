@@ -172,3 +172,66 @@ fn subscribe_and_relay(
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The waiting protocol of `acquire`: register, reset, look, wait. An announcement that
+    /// lands anywhere after the registration must end the wait at once; a lost one would cost
+    /// the full (here: 30 s) timeout.
+    #[test]
+    fn an_announcement_after_registering_is_never_lost() {
+        let watchers = Arc::new(Watchers::default());
+        for round in 0..2000u32 {
+            let published = Arc::new(AtomicBool::new(false));
+            let watch = watchers.watch(b"key");
+            let publisher = {
+                let (watchers, published) = (Arc::clone(&watchers), Arc::clone(&published));
+                std::thread::spawn(move || {
+                    if round % 2 == 0 {
+                        std::thread::yield_now();
+                    }
+                    published.store(true, Ordering::SeqCst);
+                    watchers.fire(b"key");
+                })
+            };
+            let start = Instant::now();
+            loop {
+                watch.reset();
+                if published.load(Ordering::SeqCst) {
+                    break;
+                }
+                watch.wait(Duration::from_secs(30));
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "round {round}: a wake-up was lost");
+            publisher.join().unwrap();
+            drop(watch);
+        }
+        assert!(lock(&watchers.by_key).is_empty(), "registrations are removed");
+    }
+
+    #[test]
+    fn only_the_named_key_wakes_and_registrations_are_counted() {
+        let watchers = Watchers::default();
+        let a1 = watchers.watch(b"a");
+        let a2 = watchers.watch(b"a");
+        let b = watchers.watch(b"b");
+        watchers.fire(b"a");
+        let start = Instant::now();
+        a1.wait(Duration::from_secs(30));
+        a2.wait(Duration::from_secs(30));
+        assert!(start.elapsed() < Duration::from_secs(10));
+        let start = Instant::now();
+        b.wait(Duration::from_millis(50)); // not fired: sleeps the whole timeout
+        assert!(start.elapsed() >= Duration::from_millis(45));
+        drop(a1);
+        assert!(lock(&watchers.by_key).contains_key(b"a".as_slice()), "a2 still watches");
+        drop(a2);
+        drop(b);
+        assert!(lock(&watchers.by_key).is_empty());
+    }
+}
