@@ -92,7 +92,7 @@ pub enum RedisConfigError {
 /// assert!(RedisConfig::new("redis://127.0.0.1/", "has space").is_err());
 /// # Ok::<(), speedup_cache::RedisConfigError>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisConfig {
     client: redis::Client,
     addr: String,
@@ -101,6 +101,20 @@ pub struct RedisConfig {
     settings: Settings,
     timeout: Duration,
     retry_after: Duration,
+}
+
+/// Shows where and what, never the credentials inside the client.
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("addr", &self.addr)
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("settings", &self.settings)
+            .field("timeout", &self.timeout)
+            .field("retry_after", &self.retry_after)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -463,4 +477,28 @@ where
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_configs_are_typed_errors_that_keep_secrets() {
+        let tls = RedisConfig::new("rediss://127.0.0.1:6379/", "n").unwrap_err();
+        assert!(tls.to_string().contains("TLS"), "{tls}");
+        let secret = RedisConfig::new("redis://:hunter2@127.0.0.1:6379/?protocol=nope", "n").unwrap_err();
+        assert!(matches!(&secret, RedisConfigError::Url { shown, .. } if shown.is_empty()));
+        assert!(!secret.to_string().contains("hunter2"), "{secret}");
+        for name in ["", "a b", "a:b", "ü", &"x".repeat(101)] {
+            assert_eq!(
+                RedisConfig::new("redis://127.0.0.1/", name).unwrap_err(),
+                RedisConfigError::Name { name: name.to_string() }
+            );
+        }
+        let ok = RedisConfig::new("redis://:pw@127.0.0.1:6380/", "a-b_c.1").unwrap();
+        assert_eq!(ok.addr, "127.0.0.1:6380");
+        let shown = format!("{ok:?}");
+        assert!(shown.contains("127.0.0.1:6380") && !shown.contains("pw"), "{shown}");
+    }
 }
