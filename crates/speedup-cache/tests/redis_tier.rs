@@ -264,6 +264,38 @@ fn leases_are_refreshed_while_a_long_computation_runs() {
 }
 
 #[test]
+fn a_lease_lost_mid_computation_is_counted_and_the_value_still_lands() {
+    let Some(server) = RedisServer::start() else { return };
+    let url = server.url();
+    let config = RedisConfig::new(&url, "lost").unwrap();
+    let slow = divisor_sums(&url, config.clone(), Duration::from_millis(800));
+    let computing = {
+        let slow = slow.clone();
+        std::thread::spawn(move || slow.get(12))
+    };
+    let mut conn = server.connection();
+    let lease = loop {
+        let leases: Vec<Vec<u8>> = conn.keys("speedup:lost:*:l:*").unwrap();
+        if let Some(lease) = leases.into_iter().next() {
+            break lease;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // As if the holder had stalled past its TTL: the lease vanishes, another worker takes it.
+    let _: () = conn.del(&lease).unwrap();
+    let other = divisor_sums(&url, config, Duration::ZERO);
+    assert_eq!(other.get(12), 28);
+    assert_eq!(other.redis_stats().unwrap().computed, 1);
+    assert_eq!(within(20, move || computing.join().unwrap()), 28);
+    let stats = slow.redis_stats().unwrap();
+    assert_eq!((stats.computed, stats.lost_leases), (1, 1), "{stats:?}");
+    assert_eq!(counts(&server, [12]), [(12, 2)]);
+    let stored: Vec<u8> = conn.get(slow.redis_key(&12).unwrap()).unwrap();
+    assert!(!stored.is_empty());
+    assert!(conn.keys::<_, Vec<Vec<u8>>>("speedup:lost:*:l:*").unwrap().is_empty(), "no lease left");
+}
+
+#[test]
 fn waiters_wake_on_the_announcement_not_the_poll() {
     let Some(server) = RedisServer::start() else { return };
     let url = server.url();

@@ -137,9 +137,9 @@ pub(super) fn spawn_refresher(core: &Arc<Core>) {
     }
 }
 
-fn refresh(core: &Weak<Core>) {
+fn refresh(weak: &Weak<Core>) {
     loop {
-        let Some(core) = core.upgrade() else { return };
+        let Some(core) = weak.upgrade() else { return };
         let interval = core.settings.lease_ttl / 3;
         let ttl_ms = core.settings.lease_ttl.as_millis() as u64;
         let held: Vec<(u64, Vec<u8>, String)> =
@@ -167,6 +167,13 @@ fn refresh(core: &Weak<Core>) {
             }
         }
         drop(core);
-        std::thread::sleep(interval);
+        // Sleep in short steps, so that the thread ends soon after its cache is dropped.
+        let wake = std::time::Instant::now() + interval;
+        while weak.strong_count() > 0 && std::time::Instant::now() < wake {
+            std::thread::sleep(interval.min(STEP));
+        }
     }
 }
+
+/// The longest the refresher sleeps without checking whether its cache is gone.
+const STEP: std::time::Duration = std::time::Duration::from_millis(250);
