@@ -645,3 +645,61 @@ mod async_cache {
         assert_eq!(open.redis_stats().unwrap().unshared, 1);
     }
 }
+
+/// Collects the level and message of every `tracing` event on the threads it is set on.
+#[derive(Clone, Default)]
+struct Recorder(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+
+impl tracing::Subscriber for Recorder {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.0.lock().unwrap().push((*event.metadata().level(), message.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn an_outage_is_logged_once_and_so_is_the_recovery() {
+    let Some(mut server) = RedisServer::start() else { return };
+    let recorder = Recorder::default();
+    let events = Arc::clone(&recorder.0);
+    tracing::subscriber::with_default(recorder, || {
+        let config =
+            RedisConfig::new(&server.url(), "logged").unwrap().retry_after(Duration::from_millis(100));
+        let cache = Cache::builder().redis(config).build(|_: &Cache<u64, u64>, n: u64| n * 3);
+        assert_eq!(cache.get(1), 3);
+        server.stop();
+        for n in 2..40 {
+            assert_eq!(cache.get(n), n * 3);
+            std::thread::sleep(Duration::from_millis(10)); // outlast retry_after a few times
+        }
+        server.restart();
+        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(cache.get(100), 300);
+        assert_eq!(cache.get(101), 303);
+    });
+    let events = events.lock().unwrap();
+    let count = |level: tracing::Level, text: &str| {
+        events.iter().filter(|(l, m)| *l == level && m.contains(text)).count()
+    };
+    assert_eq!(count(tracing::Level::WARN, "Redis is unreachable"), 1, "{events:?}");
+    assert_eq!(count(tracing::Level::INFO, "Redis answers again"), 1, "{events:?}");
+}
