@@ -450,6 +450,25 @@ fn a_frozen_redis_times_out_instead_of_hanging() {
 }
 
 #[test]
+fn a_redis_that_refuses_writes_is_an_outage_not_a_panic() {
+    let Some(server) = RedisServer::start() else { return };
+    let mut conn = server.connection();
+    let _: () =
+        redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg("noeviction").query(&mut conn).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("1").query(&mut conn).unwrap();
+    let config = RedisConfig::new(&server.url(), "full").unwrap();
+    let open = Cache::builder().redis(config.clone()).build(|_: &Cache<u64, u64>, n: u64| sigma(n));
+    assert_eq!(open.get(8), 15, "computed locally");
+    assert_eq!(open.redis_stats().unwrap().unshared, 1);
+    let closed = Cache::builder()
+        .redis(config.fail_mode(FailMode::Closed))
+        .build(|_: &Cache<u64, u64>, n: u64| sigma(n));
+    let error = closed.try_get(8).unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("refusing commands") && text.contains("OOM"), "{text}");
+}
+
+#[test]
 fn redis_stopped_fails_closed_when_asked_to() {
     let Some(mut server) = RedisServer::start() else { return };
     let url = server.url();

@@ -3,9 +3,10 @@
 //! Every command runs on a connection taken from the free list (or opened with the
 //! configured timeout) and goes back only if the command succeeded; a connection that saw
 //! an error is dropped, since a timed-out reply may still be in flight on it. When Redis is
-//! unreachable (refused, reset, timed out) the breaker opens for `retry_after`: calls fail
-//! at once instead of each waiting for a timeout, and the outage is logged once, as is the
-//! recovery.
+//! unreachable (refused, reset, timed out), or refuses commands for reasons that are not
+//! about one key (out of memory, read-only replica, loading, no permission), the breaker
+//! opens for `retry_after`: calls fail at once instead of each waiting for a timeout or
+//! hammering a server that says no, and the outage is logged once, as is the recovery.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -18,17 +19,18 @@ const MAX_IDLE: usize = 32;
 /// Why a command did not run to completion.
 #[derive(Debug)]
 pub(super) enum Failure {
-    /// Redis is unreachable (now, or recently enough that the breaker is open).
+    /// Redis is unreachable or refuses commands (now, or recently enough that the breaker
+    /// is open).
     Down(String),
-    /// Redis answered with an error.
-    Refused(RedisError),
+    /// Redis refused a command because of the key it names (another Redis type there).
+    WrongType(RedisError),
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Down(message) => f.write_str(message),
-            Failure::Refused(error) => write!(f, "Redis refused a command: {error}"),
+            Failure::WrongType(error) => write!(f, "Redis refused a command: {error}"),
         }
     }
 }
@@ -98,8 +100,8 @@ impl Redis {
                     self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
                     conn = self.connect().map_err(|e| self.trip(&e))?;
                 }
-                Err(e) if is_outage(&e) => return Err(self.trip(&e)),
-                Err(e) => return Err(Failure::Refused(e)),
+                Err(e) if is_wrong_type(&e) => return Err(Failure::WrongType(e)),
+                Err(e) => return Err(self.trip(&e)),
             }
         }
     }
@@ -114,19 +116,20 @@ impl Redis {
 
     /// Opens the breaker; logs the outage when it starts.
     fn trip(&self, error: &RedisError) -> Failure {
+        let what = if is_outage(error) { "unreachable" } else { "refusing commands" };
         let mut down = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
         if down.is_none() {
             tracing::warn!(
                 addr = %self.addr,
                 %error,
                 retry_after_ms = self.retry_after.as_millis() as u64,
-                "speedup-cache: Redis is unreachable; the shared tier is off until it answers again"
+                "speedup-cache: Redis is {what}; the shared tier is off until it answers again"
             );
         }
         *down = Some(Instant::now() + self.retry_after);
         // Pooled connections to a server that went away are dead too.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        Failure::Down(format!("Redis at {} is unreachable: {error}", self.addr))
+        Failure::Down(format!("Redis at {} is {what}: {error}", self.addr))
     }
 
     fn recovered(&self) {
@@ -135,6 +138,11 @@ impl Redis {
             tracing::info!(addr = %self.addr, "speedup-cache: Redis answers again; the shared tier is back on");
         }
     }
+}
+
+/// A command refused because of what the key holds: the key's problem, not the server's.
+fn is_wrong_type(error: &RedisError) -> bool {
+    error.code() == Some("WRONGTYPE") || error.to_string().contains("WRONGTYPE")
 }
 
 /// Errors that mean "the server is not there", as opposed to "the server said no".

@@ -336,7 +336,7 @@ impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
             });
             let reply = match reply {
                 Ok(reply) => parse_reply(reply),
-                Err(Failure::Refused(e)) if e.to_string().contains("WRONGTYPE") => {
+                Err(Failure::WrongType(e)) => {
                     return Err(TierError::Corrupt(format!(
                         "Redis key \"{}\" holds another Redis type, not a value ({e})",
                         value_key.escape_ascii()
