@@ -424,6 +424,10 @@ where
     /// Equal keys must archive to equal bytes (true of every type without a hash map
     /// inside).
     ///
+    /// With a [`backing`](CacheBuilder::backing) tier too, the order is: memory, backing,
+    /// Redis, the function; a value found in the backing tier is used as it is (not copied
+    /// to Redis), a value from Redis is also stored in the backing tier.
+    ///
     /// Starts two threads: one listens for values announced by other workers, one keeps
     /// this cache's leases alive. Both end soon after the cache is dropped.
     ///
