@@ -722,3 +722,46 @@ fn an_outage_is_logged_once_and_so_is_the_recovery() {
     assert_eq!(count(tracing::Level::WARN, "Redis is unreachable"), 1, "{events:?}");
     assert_eq!(count(tracing::Level::INFO, "Redis answers again"), 1, "{events:?}");
 }
+
+#[cfg(feature = "persist")]
+#[test]
+fn values_from_redis_are_kept_on_disk_for_a_restart_without_redis() {
+    use std::sync::RwLock;
+
+    use speedup_paged::{DiskDict, Options};
+
+    let Some(mut server) = RedisServer::start() else { return };
+    let url = server.url();
+    let config = RedisConfig::new(&url, "disk").unwrap().retry_after(Duration::from_secs(60));
+    let producer = Cache::builder().redis(config.clone()).build(|_: &Cache<u64, u64>, n: u64| sigma(n));
+    for n in 1..=50 {
+        producer.get(n);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let open_worker = |calls: Arc<AtomicUsize>| {
+        let dict: DiskDict<u64, u64> =
+            DiskDict::open_with("memo", &Options::new().location(dir.path())).unwrap();
+        Cache::builder().backing(RwLock::new(dict)).redis(config.clone()).build(
+            move |_: &Cache<u64, u64>, n: u64| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                sigma(n)
+            },
+        )
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    let worker = open_worker(Arc::clone(&calls));
+    for n in 1..=50 {
+        assert_eq!(worker.get(n), sigma(n));
+    }
+    assert_eq!((calls.load(Ordering::SeqCst), worker.redis_stats().unwrap().fetched), (0, 50));
+    worker.flush().unwrap();
+    drop(worker);
+
+    server.stop();
+    let worker = open_worker(Arc::clone(&calls));
+    for n in 1..=50 {
+        assert_eq!(worker.get(n), sigma(n));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "everything came from disk");
+    assert_eq!(worker.redis_stats().unwrap().errors, 0, "Redis was not even asked");
+}
