@@ -120,6 +120,14 @@ fn bench_cold_workers(c: &Config, url: &str, iters: u64) {
     report("redis", &label, "speedup-cache", two, "keys/s", c.runs, true);
     let one = rate(c.runs, || run(1));
     report("redis", &label, "1 process", one, "keys/s", c.runs, true);
+    // Context, not a peer: the same work with no Redis at all (a plain in-process Cache).
+    let alone = rate(c.runs, || {
+        let cache = Cache::new(move |_: &Cache<u64, u64>, n: u64| work(n, iters));
+        let (sum, took) = timed(|| (0..keys).map(|k| cache.get(k)).fold(0, u64::wrapping_add));
+        black_box(sum);
+        (keys, took)
+    });
+    report("redis", &label, "1 process, no Redis", alone, "keys/s", c.runs, true);
 }
 
 pub(crate) fn run(c: &Config) {

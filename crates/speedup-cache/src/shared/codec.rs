@@ -4,6 +4,7 @@
 //! ```text
 //! value key   speedup:<name>:<fingerprint>:v:<rkyv bytes of K>
 //! lease key   speedup:<name>:<fingerprint>:l:<rkyv bytes of K>
+//! waiters     speedup:<name>:<fingerprint>:w:<rkyv bytes of K>   (set while a worker waits)
 //! channel     speedup:<name>:<fingerprint>:done
 //! value       "SPC1" | 4 zero bytes | fingerprint u64 LE | XXH3-64 of the archive u64 LE | rkyv archive of V
 //! ```
@@ -40,8 +41,9 @@ impl Namespace {
         self.name(b"v:", key)
     }
 
-    pub(super) fn lease_key(&self, key: &[u8]) -> Vec<u8> {
-        self.name(b"l:", key)
+    /// The three Redis keys of one cache key.
+    pub(super) fn names(&self, key: &[u8]) -> Names {
+        Names { value: self.value_key(key), lease: self.name(b"l:", key), waiters: self.name(b"w:", key) }
     }
 
     fn name(&self, kind: &[u8], key: &[u8]) -> Vec<u8> {
@@ -51,6 +53,15 @@ impl Namespace {
         name.extend_from_slice(key);
         name
     }
+}
+
+/// The Redis keys of one cache key: its value, its lease, and the marker that says another
+/// worker waits for it (so that values nobody waits for are not announced).
+#[derive(Debug, Clone)]
+pub(super) struct Names {
+    pub(super) value: Vec<u8>,
+    pub(super) lease: Vec<u8>,
+    pub(super) waiters: Vec<u8>,
 }
 
 /// A type's name and archived layout: what the fingerprint covers.
@@ -148,7 +159,10 @@ mod tests {
         assert_ne!(a.fingerprint, Namespace::new::<u64, u32>("a", 1).fingerprint);
         assert_ne!(a.fingerprint, Namespace::new::<i64, u64>("a", 1).fingerprint);
         assert_ne!(a.value_key(b"k"), Namespace::new::<u64, u64>("b", 1).value_key(b"k"));
-        assert_ne!(a.value_key(b"k"), a.lease_key(b"k"));
+        let names = a.names(b"k");
+        assert_ne!(names.value, names.lease);
+        assert_ne!(names.value, names.waiters);
+        assert_ne!(names.lease, names.waiters);
         // Equal keys give equal names (rkyv zeroes padding).
         let k1 = archive(&(1u8, 2u64)).unwrap();
         let k2 = archive(&(1u8, 2u64)).unwrap();

@@ -14,7 +14,8 @@ use std::sync::{Arc, Weak};
 
 use speedup_paged::Storable;
 
-use super::{Core, codec, lock, scripts};
+use super::codec::{self, Names};
+use super::{Core, lock, scripts};
 use crate::tier::Lease;
 
 /// A lease this cache holds, as the refresher sees it.
@@ -28,8 +29,7 @@ pub(super) struct Held {
 pub(super) struct LeaseGuard<V> {
     core: Arc<Core>,
     id: u64,
-    value_key: Vec<u8>,
-    lease_key: Vec<u8>,
+    names: Names,
     token: String,
     published: bool,
     _value: PhantomData<fn(&V)>,
@@ -37,18 +37,10 @@ pub(super) struct LeaseGuard<V> {
 
 impl<V> LeaseGuard<V> {
     /// Registers a lease just taken in Redis with the refresher.
-    pub(super) fn new(core: &Arc<Core>, value_key: Vec<u8>, lease_key: Vec<u8>, token: String) -> Self {
+    pub(super) fn new(core: &Arc<Core>, names: Names, token: String) -> Self {
         let id = core.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&core.held).insert(id, Held { lease_key: lease_key.clone(), token: token.clone() });
-        LeaseGuard {
-            core: Arc::clone(core),
-            id,
-            value_key,
-            lease_key,
-            token,
-            published: false,
-            _value: PhantomData,
-        }
+        lock(&core.held).insert(id, Held { lease_key: names.lease.clone(), token: token.clone() });
+        LeaseGuard { core: Arc::clone(core), id, names, token, published: false, _value: PhantomData }
     }
 }
 
@@ -71,8 +63,9 @@ impl<V: Storable> Lease<V> for LeaseGuard<V> {
         let ttl_ms = core.settings.value_ttl.map_or(0, |t| t.as_millis().max(1) as u64);
         let result = core.redis.run(|conn| {
             scripts::PUBLISH
-                .key(&self.value_key)
-                .key(&self.lease_key)
+                .key(&self.names.value)
+                .key(&self.names.lease)
+                .key(&self.names.waiters)
                 .arg(&self.token)
                 .arg(&framed)
                 .arg(ttl_ms)
@@ -111,10 +104,11 @@ impl<V> Drop for LeaseGuard<V> {
         let core = &self.core;
         let released = core.redis.run(|conn| {
             scripts::RELEASE
-                .key(&self.lease_key)
+                .key(&self.names.lease)
+                .key(&self.names.waiters)
                 .arg(&self.token)
                 .arg(&core.ns.channel)
-                .arg(&self.value_key)
+                .arg(&self.names.value)
                 .invoke::<i64>(conn)
         });
         if let Err(failure) = released {

@@ -318,20 +318,23 @@ impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
         let core = &self.core;
         let key_bytes = codec::archive(key)
             .map_err(|e| TierError::Corrupt(format!("cannot serialize the key for Redis: {e}")))?;
-        let value_key = core.ns.value_key(&key_bytes);
-        let lease_key = core.ns.lease_key(&key_bytes);
+        let names = core.ns.names(&key_bytes);
         let token = format!("{}-{}", core.token_base, core.next_id.fetch_add(1, Ordering::Relaxed));
         let ttl_ms = core.settings.lease_ttl.as_millis() as u64;
-        let watch = core.watchers.watch(&value_key);
+        // The marker outlives the waiter's next look (at most a poll or the lease's TTL away).
+        let marker_ms = (core.settings.lease_ttl + core.settings.poll).as_millis() as u64;
+        let watch = core.watchers.watch(&names.value);
         let mut waited = false;
         loop {
             watch.reset();
             let reply = core.redis.run(|conn| {
                 scripts::GET_OR_LEASE
-                    .key(&value_key)
-                    .key(&lease_key)
+                    .key(&names.value)
+                    .key(&names.lease)
+                    .key(&names.waiters)
                     .arg(&token)
                     .arg(ttl_ms)
+                    .arg(marker_ms)
                     .invoke::<redis::Value>(conn)
             });
             let reply = match reply {
@@ -339,7 +342,7 @@ impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
                 Err(Failure::WrongType(e)) => {
                     return Err(TierError::Corrupt(format!(
                         "Redis key \"{}\" holds another Redis type, not a value ({e})",
-                        value_key.escape_ascii()
+                        names.value.escape_ascii()
                     )));
                 }
                 Err(failure) => return core.unavailable(&failure.to_string()),
@@ -347,7 +350,7 @@ impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
             match reply {
                 Ok(Reply::Value(bytes)) => {
                     let value = codec::unframe::<V>(&bytes, core.ns.fingerprint).map_err(|e| {
-                        TierError::Corrupt(format!("{e} (Redis key \"{}\")", value_key.escape_ascii()))
+                        TierError::Corrupt(format!("{e} (Redis key \"{}\")", names.value.escape_ascii()))
                     })?;
                     core.stats.fetched.fetch_add(1, Ordering::Relaxed);
                     return Ok(Acquired::Value(value));
@@ -356,9 +359,7 @@ impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
                     if waited {
                         core.stats.taken_over.fetch_add(1, Ordering::Relaxed);
                     }
-                    return Ok(Acquired::Lease(Box::new(LeaseGuard::<V>::new(
-                        core, value_key, lease_key, token,
-                    ))));
+                    return Ok(Acquired::Lease(Box::new(LeaseGuard::<V>::new(core, names, token))));
                 }
                 Ok(Reply::Busy { pttl_ms }) => {
                     if !waited {

@@ -6,10 +6,11 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: value, lease. ARGV: token, lease TTL in ms.
+/// KEYS: value, lease, waiters. ARGV: token, lease TTL in ms, waiters-marker TTL in ms.
 /// Returns `{1, value}` when the value exists, `{2}` when this caller now holds the lease
 /// (`SET lease token NX PX ttl`; also when it already held it: a retried call whose first
-/// reply was lost must not wait for itself), or `{0, pttl}` while another worker holds it.
+/// reply was lost must not wait for itself), or `{0, pttl}` while another worker holds it,
+/// after marking the key as waited for (so that its publisher announces it).
 pub(super) static GET_OR_LEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -17,14 +18,16 @@ local value = redis.call('GET', KEYS[1])
 if value then return {1, value} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 if redis.call('GET', KEYS[2]) == ARGV[1] then return {2} end
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
 return {0, redis.call('PTTL', KEYS[2])}
 ",
     )
 });
 
-/// KEYS: value, lease. ARGV: token, framed value, value TTL in ms (0: none), channel.
+/// KEYS: value, lease, waiters. ARGV: token, framed value, value TTL in ms (0: none), channel.
 /// Stores the value, releases the lease if the caller still holds it (compare and delete),
-/// and announces the value key on the channel. Returns 1 if the lease was still held.
+/// and announces the value key on the channel if a worker waits for it. Returns 1 if the
+/// lease was still held.
 pub(super) static PUBLISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -38,21 +41,25 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
   held = 1
 end
-redis.call('PUBLISH', ARGV[4], KEYS[1])
+if redis.call('DEL', KEYS[3]) == 1 then
+  redis.call('PUBLISH', ARGV[4], KEYS[1])
+end
 return held
 ",
     )
 });
 
-/// KEYS: lease. ARGV: token, channel, value key.
+/// KEYS: lease, waiters. ARGV: token, channel, value key.
 /// Compare and delete: releases the lease only if the caller still holds it, and then
-/// tells the waiters to try again. Returns 1 if it was released.
+/// tells the waiters, if any, to try again. Returns 1 if it was released.
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  if redis.call('DEL', KEYS[2]) == 1 then
+    redis.call('PUBLISH', ARGV[2], ARGV[3])
+  end
   return 1
 end
 return 0
