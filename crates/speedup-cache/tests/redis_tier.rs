@@ -541,6 +541,22 @@ fn corrupt_or_foreign_values_are_errors_not_garbage() {
         matches!(&error, Error::Corrupt { message, .. } if message.contains("another Redis type")),
         "{error:?}"
     );
+    // A reader that has been finding values (and so starts with a plain GET) sees the same.
+    let warm = Cache::builder().redis(config.clone()).build(|_: &Cache<u64, Vec<u64>>, n: u64| vec![n; 3]);
+    for n in 10..60 {
+        writer.get(n);
+        assert_eq!(warm.get(n), vec![n; 3]);
+    }
+    assert_eq!(warm.redis_stats().unwrap().fetched, 50);
+    let error = warm.try_get(1).unwrap_err();
+    assert!(
+        matches!(&error, Error::Corrupt { message, .. } if message.contains("another Redis type")),
+        "{error:?}"
+    );
+    let _: () = conn.del(&key).unwrap();
+    let _: () = conn.set(&key, &good[..good.len() - 1]).unwrap();
+    let error = warm.try_get(1).unwrap_err();
+    assert!(matches!(&error, Error::Corrupt { message, .. } if message.contains("checksum")), "{error:?}");
     // Deleting the key repairs it: the value is computed and written again.
     let _: () = conn.del(&key).unwrap();
     assert_eq!(reader.try_get(1), Ok(vec![1, 1, 1]));
