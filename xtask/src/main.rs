@@ -131,6 +131,20 @@ fn soak() -> Result {
     cargo(
         &["test", "--release", "-p", "speedup-paged", "--test", "process"],
         &[("SPEEDUP_CRASH_ROUNDS", "200"), ("SPEEDUP_MEMORY_ENTRIES", "10000000")],
+    )?;
+    cargo(
+        &[
+            "test",
+            "--release",
+            "-p",
+            "speedup-cache",
+            "--features",
+            "redis",
+            "--test",
+            "redis_tier",
+            "workers_killed_at_random",
+        ],
+        &[("SPEEDUP_REDIS_KILL_ROUNDS", "30")],
     )
 }
 

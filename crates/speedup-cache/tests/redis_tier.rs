@@ -159,7 +159,10 @@ fn worker_process() {
     let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
     match role.as_str() {
         "range" => {
-            let config = RedisConfig::new(&url, "processes").unwrap();
+            // The crash test below sets its own name and a short lease.
+            let name = std::env::var("SPEEDUP_REDIS_NAME").unwrap_or_else(|_| "processes".into());
+            let lease_ms = std::env::var("SPEEDUP_REDIS_LEASE_MS").map_or(10_000, |ms| ms.parse().unwrap());
+            let config = RedisConfig::new(&url, &name).unwrap().lease_ttl(Duration::from_millis(lease_ms));
             let cache = divisor_sums(&url, config, Duration::from_millis(2));
             std::thread::scope(|s| {
                 for t in 0..2 {
@@ -209,6 +212,63 @@ fn two_processes_compute_overlapping_keys_once() {
         "{:?}",
         counts.iter().filter(|c| c.1 != 1).collect::<Vec<_>>()
     );
+}
+
+/// Workers SIGKILLed at random points of a shared run: the survivors and the restarted
+/// workers finish it, every value in Redis is right, and no key is computed more than once
+/// beyond the at most two keys (one per thread) a killed worker had in flight.
+/// `SPEEDUP_REDIS_KILL_ROUNDS` sets the rounds (default 3; `cargo xtask soak` runs 30).
+#[test]
+fn workers_killed_at_random_leave_every_key_right() {
+    let Some(server) = RedisServer::start() else { return };
+    let url = server.url();
+    let rounds: u64 = std::env::var("SPEEDUP_REDIS_KILL_ROUNDS").map_or(3, |r| r.parse().unwrap());
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let ranges = [(1, 401), (201, 601)];
+    let mut killed_mid_run = 0;
+    for round in 0..rounds {
+        let _: () = redis::cmd("FLUSHALL").query(&mut server.connection()).unwrap();
+        let spawn = |(from, to): (u64, u64)| {
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command
+                .args(["worker_process", "--exact", "--nocapture", "--test-threads=1"])
+                .env("SPEEDUP_REDIS_WORKER", "range")
+                .env("SPEEDUP_REDIS_URL", &url)
+                .env("SPEEDUP_REDIS_RANGE", format!("{from} {to}"))
+                .env("SPEEDUP_REDIS_NAME", "crash")
+                .env("SPEEDUP_REDIS_LEASE_MS", "300")
+                .stdout(Stdio::null());
+            command.spawn().unwrap()
+        };
+        let mut workers: Vec<_> = ranges.iter().map(|&r| spawn(r)).collect();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let victim = (round % 2) as usize;
+        std::thread::sleep(Duration::from_millis(20 + seed % 200));
+        if workers[victim].try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        workers[victim].kill().unwrap();
+        workers[victim].wait().unwrap();
+        workers[victim] = spawn(ranges[victim]);
+        for mut worker in workers {
+            let status = worker.wait().unwrap();
+            assert!(status.success(), "round {round}: a worker failed ({status})");
+        }
+        let reader = Cache::builder()
+            .redis(RedisConfig::new(&url, "crash").unwrap())
+            .build(|_: &Cache<u64, u64>, _: u64| panic!("every value must be in Redis"));
+        for n in 1..601 {
+            assert_eq!(reader.get(n), sigma(n), "round {round}: key {n}");
+        }
+        let counts = counts(&server, 1..601);
+        let total: i64 = counts.iter().map(|c| c.1).sum();
+        assert!(counts.iter().all(|&(_, c)| c >= 1));
+        assert!(total - 600 <= 2, "round {round}: {} recomputations after one kill", total - 600);
+    }
+    eprintln!("{killed_mid_run} of {rounds} kills hit a running worker");
+    assert!(killed_mid_run >= 1, "no worker was killed while it ran: the test tested nothing");
 }
 
 #[test]
