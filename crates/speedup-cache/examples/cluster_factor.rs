@@ -8,8 +8,8 @@
 //! ```
 //!
 //! Without arguments it starts the two workers (copies of itself) and checks their
-//! reports against what is in Redis. `cluster_factor worker <name> <from> <to>` is one
-//! worker; start several by hand, on several machines, to see the same thing.
+//! reports against what is in Redis. `cluster_factor worker <name> <from> <to> [down]` is
+//! one worker; start several by hand, on several machines, to see the same thing.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -44,10 +44,12 @@ fn config(name: &str) -> RedisConfig {
         .value_ttl(Duration::from_secs(600))
 }
 
-fn worker(name: &str, from: u64, to: u64) {
+fn worker(name: &str, from: u64, to: u64, downwards: bool) {
     let cache = Cache::builder().redis(config(name)).build(factors);
     let started = Instant::now();
-    for n in from..to {
+    let numbers: Box<dyn Iterator<Item = u64>> =
+        if downwards { Box::new((from..to).rev()) } else { Box::new(from..to) };
+    for n in numbers {
         let f = cache.get(n);
         assert_eq!(f.iter().product::<u64>(), n, "{n} = {f:?}");
     }
@@ -63,11 +65,11 @@ fn worker(name: &str, from: u64, to: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let [_, role, name, from, to] = args.as_slice()
+    if let [_, role, name, from, to, rest @ ..] = args.as_slice()
         && role == "worker"
     {
         let parse = |s: &str| s.parse::<u64>().unwrap_or_else(|e| panic!("bad number {s:?}: {e}"));
-        worker(name, parse(from), parse(to));
+        worker(name, parse(from), parse(to), rest.first().is_some_and(|d| d == "down"));
         return;
     }
 
@@ -78,11 +80,13 @@ fn main() {
     let name = format!("cluster-factor-{}", std::process::id());
     let ranges = [(BASE, BASE + PER_WORKER), (BASE + PER_WORKER / 2, BASE + PER_WORKER * 3 / 2)];
     let exe = std::env::current_exe().expect("the example's own path");
+    // The first worker walks up, the second down: they meet inside the overlap.
     let workers: Vec<_> = ranges
         .iter()
-        .map(|(from, to)| {
+        .zip(["up", "down"])
+        .map(|((from, to), direction)| {
             Command::new(&exe)
-                .args(["worker", &name, &from.to_string(), &to.to_string()])
+                .args(["worker", &name, &from.to_string(), &to.to_string(), direction])
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("starting a worker")
