@@ -89,7 +89,8 @@ fn loom() -> Result {
     for krate in LOOM_CRATES {
         cargo(&["test", "--release", "-p", krate, "--test", "loom", "--locked"], &env)?;
     }
-    Ok(())
+    // Models of crate-private protocols live next to them, as unit tests named `loom_*`.
+    cargo(&["test", "--release", "-p", "speedup-cache", "--lib", "--locked", "--", "loom_"], &env)
 }
 
 /// Crates with a `tests/loom.rs` model.

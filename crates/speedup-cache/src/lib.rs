@@ -77,6 +77,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod announce;
 mod backing;
 mod cache;
 mod error;

@@ -36,7 +36,7 @@ use speedup_paged::Storable;
 use self::codec::{Names, Namespace};
 use self::conn::{Failure, Redis};
 use self::lease::{Held, LeaseGuard};
-use self::watch::Watchers;
+use crate::announce::Watchers;
 use crate::cache::CacheBuilder;
 use crate::tier::{Acquired, SharedTier, TierError};
 
