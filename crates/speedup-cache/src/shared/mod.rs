@@ -531,6 +531,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_hit_share_follows_recent_lookups() {
+        let share = HitShare::default();
+        assert!(!share.likely(), "a new cache starts with the lease script");
+        let hits_to_switch = (1..).find(|_| {
+            share.record(true);
+            share.likely()
+        });
+        assert_eq!(hits_to_switch, Some(11));
+        for _ in 0..100 {
+            share.record(true);
+        }
+        assert!(share.0.load(Ordering::Relaxed) <= 1024, "bounded");
+        let misses_to_switch = (1..).find(|_| {
+            share.record(false);
+            !share.likely()
+        });
+        assert_eq!(misses_to_switch, Some(11));
+    }
+
+    #[test]
     fn bad_configs_are_typed_errors_that_keep_secrets() {
         let tls = RedisConfig::new("rediss://127.0.0.1:6379/", "n").unwrap_err();
         assert!(tls.to_string().contains("TLS"), "{tls}");
