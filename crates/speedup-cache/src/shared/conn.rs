@@ -75,7 +75,7 @@ impl Redis {
             && Instant::now() < until
         {
             return Err(Failure::Down(format!(
-                "Redis at {} was unreachable moments ago; next attempt in {} ms",
+                "Redis at {} was unreachable or refusing commands moments ago; next attempt in {} ms",
                 self.addr,
                 until.saturating_duration_since(Instant::now()).as_millis()
             )));
@@ -107,7 +107,7 @@ impl Redis {
     }
 
     /// A new connection whose reads and writes time out.
-    pub(super) fn connect(&self) -> RedisResult<Connection> {
+    fn connect(&self) -> RedisResult<Connection> {
         let conn = self.client.get_connection_with_timeout(self.timeout)?;
         conn.set_read_timeout(Some(self.timeout))?;
         conn.set_write_timeout(Some(self.timeout))?;

@@ -46,20 +46,19 @@ impl<V> LeaseGuard<V> {
 
 impl<V: Storable> Lease<V> for LeaseGuard<V> {
     fn publish(mut self: Box<Self>, value: &V) {
+        self.core.stats.computed.fetch_add(1, Ordering::Relaxed);
+        let framed = match codec::frame(value, self.core.ns.fingerprint) {
+            Ok(framed) => framed,
+            Err(error) => {
+                self.core.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "speedup-cache: cannot serialize a value for Redis; it stays local");
+                return; // dropping the guard releases the lease
+            }
+        };
         self.published = true;
         // Not held any more: the refresher found the lease expired (and said so).
         let still_held = lock(&self.core.held).remove(&self.id).is_some();
         let core = &self.core;
-        core.stats.computed.fetch_add(1, Ordering::Relaxed);
-        let framed = match codec::frame(value, core.ns.fingerprint) {
-            Ok(framed) => framed,
-            Err(error) => {
-                core.stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, "speedup-cache: cannot serialize a value for Redis; it stays local");
-                self.published = false; // release the lease instead
-                return;
-            }
-        };
         let ttl_ms = core.settings.value_ttl.map_or(0, |t| t.as_millis().max(1) as u64);
         let result = core.redis.run(|conn| {
             scripts::PUBLISH
