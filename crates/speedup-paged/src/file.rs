@@ -108,17 +108,7 @@ impl StoreFile {
     /// refers to, before allocating.
     pub(crate) fn open(path: &Path, kind: Kind, label: &str) -> Result<Self> {
         let label = truncate_label(label);
-        if !path.exists() {
-            create(path, kind, &label)?;
-        }
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io(path, e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked { path: path.into() });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
-        }
+        let file = open_or_create_locked(path, kind, &label)?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let header = read_header(&file, path, len, kind, &label)?;
         let map = map(&file, path)?;
@@ -257,28 +247,74 @@ fn truncate_label(label: &str) -> String {
     label[..cut].to_string()
 }
 
-/// Creates a new store file atomically: written and synced under a temporary name, renamed
-/// into place, then the folder is synced, so a crash never leaves a half-made store.
-fn create(path: &Path, kind: Kind, label: &str) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.creating-{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    let result = (|| -> io::Result<()> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp)?;
-        let first = Header { generation: 1, root: Extent::default(), entries: 0 };
-        file.write_all_at(&encode_slot(kind, label, &first), 0)?;
-        file.set_len(DATA_START)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
+/// Opens the store file at `path`, creating it if it is missing, and locks it.
+///
+/// This is the one place that decides who owns a store, so it must hold against any number
+/// of threads and processes opening the same path at once (`tests/open_race.rs`):
+/// - A new file is made complete under a unique temporary name and then *linked* into
+///   place, which fails if the path exists ([`tempfile`]'s `persist_noclobber`). A file at
+///   `path` is therefore never replaced, and never seen half-made.
+/// - The lock (`flock`) belongs to the inode we opened. If the path names another inode by
+///   the time we hold the lock (a user deleted and recreated the store meanwhile), we let go
+///   and open again, so the lock we return is on the file that other openers will find.
+fn open_or_create_locked(path: &Path, kind: Kind, label: &str) -> Result<File> {
+    // Each retry means another party changed the path between our open and our lock; a
+    // handful of them in a row is a file being deleted and recreated in a loop.
+    for _ in 0..64 {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create(path, kind, label)?;
+                continue;
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: path.into() }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
+        if same_inode(&file, path)? {
+            return Ok(file);
+        }
     }
-    Ok(())
+    Err(Error::Locked { path: path.into() })
+}
+
+/// Whether `path` still names the inode `file` has open (`false` if it is gone).
+fn same_inode(file: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = file.metadata().map_err(|e| Error::io(path, e))?;
+    match std::fs::metadata(path) {
+        Ok(now) => Ok(now.dev() == ours.dev() && now.ino() == ours.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Creates a new store file atomically: written and synced under a unique temporary name,
+/// linked into place only if `path` does not exist yet, then the folder is synced, so a
+/// crash never leaves a half-made store and a racing creator never replaces ours. Losing
+/// the race is not an error: the caller then opens the winner's file.
+fn create(path: &Path, kind: Kind, label: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{}.creating-", path.file_name().and_then(|n| n.to_str()).unwrap_or("store"));
+    let tmp = tempfile::Builder::new().prefix(&prefix).tempfile_in(dir).map_err(|e| Error::io(path, e))?;
+    let first = Header { generation: 1, root: Extent::default(), entries: 0 };
+    let file = tmp.as_file();
+    file.write_all_at(&encode_slot(kind, label, &first), 0)
+        .and_then(|()| file.set_len(DATA_START))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => sync_dir(path).map_err(|e| Error::io(path, e)),
+        // Another opener created it first; `tmp` is removed as the error drops it.
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::io(path, e.error)),
+    }
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
