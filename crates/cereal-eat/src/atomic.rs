@@ -109,11 +109,14 @@ impl<T: AtomicElement> AtomicArray<T> {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Shape`] if `shape` does not multiply to `values.len()`.
+    /// [`crate::Error::Shape`] if `shape` does not multiply to `values.len()` (the product is
+    /// checked: one that overflows is an error).
     pub fn from_vec(values: Vec<T>, shape: &[usize]) -> crate::Result<Self> {
-        if shape.iter().product::<usize>() != values.len() {
+        // An empty shape is a scalar (one element), as in ndarray; the product is checked.
+        let n = crate::shape::element_count(shape)?;
+        if n != values.len() {
             return Err(crate::Error::Shape {
-                reason: format!("shape {shape:?} for {} values", values.len()),
+                reason: format!("shape {shape:?} holds {n} elements, but there are {} values", values.len()),
             });
         }
         Ok(AtomicArray {

@@ -127,12 +127,9 @@ pub fn replace_row<T: Clone>(data: &mut [T], shape: &[usize], at: usize, row: &[
 }
 
 fn row_len<T>(data: &[T], shape: &[usize]) -> crate::Result<usize> {
-    if shape.is_empty() || shape.iter().product::<usize>() != data.len() {
-        return Err(crate::Error::Shape {
-            reason: format!("shape {shape:?} does not describe {} values", data.len()),
-        });
-    }
-    Ok(shape[1..].iter().product())
+    crate::shape::describing(shape, data.len())?;
+    // A sub-shape of a shape that passed `describing` cannot overflow.
+    crate::shape::element_count(&shape[1..])
 }
 
 #[cfg(test)]
@@ -152,5 +149,11 @@ mod tests {
         assert!(insert_rows(&mut data, &mut shape, 0, &[0; 3]).is_err());
         assert!(replace_row(&mut data, &shape, 4, &[0; 4]).is_err());
         assert!(replace_row(&mut data, &[5], 0, &[0]).is_err());
+        // 6148914691236517208 * 3 wraps to 8: an error, not a wrong row length.
+        let mut eight = vec![0u8; 8];
+        assert!(replace_row(&mut eight, &[6_148_914_691_236_517_208, 3], 1, &[1, 2, 3]).is_err());
+        let mut shape = [6_148_914_691_236_517_208, 3];
+        assert!(insert_rows(&mut eight, &mut shape, 1, &[1, 2, 3]).is_err());
+        assert_eq!(eight, [0; 8]);
     }
 }

@@ -9,7 +9,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A shape does not fit the data or the request.
+    /// A shape does not fit the data or the request, or is too large for any buffer.
     #[error("bad shape: {reason}")]
     Shape {
         /// What does not fit.
@@ -25,10 +25,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The file is not a shared store written by this crate.
-    #[error("{path} is not a cereal-eat shared store (bad magic or header); pick another path")]
+    #[error("{path} is not a cereal-eat shared store ({reason}); pick another path")]
     NotShared {
         /// The file.
         path: PathBuf,
+        /// What in the file gave it away.
+        reason: String,
     },
     /// The store holds another element type or shape than the one asked for.
     #[error("{path} holds {found}, but was opened as {expected}")]
@@ -39,5 +41,32 @@ pub enum Error {
         expected: String,
         /// What the header says.
         found: String,
+    },
+    /// The store's header is fine but the file is not the size its shape needs: it was
+    /// truncated, extended or overwritten by something other than this crate.
+    #[error(
+        "{path}: its header says shape {shape:?}, which needs {expected} bytes (a 128-byte header \
+         and 8 bytes per element), but the file has {found} bytes; it was changed outside \
+         cereal-eat, so remove it and create the store again"
+    )]
+    SizeMismatch {
+        /// The store file.
+        path: PathBuf,
+        /// The shape the header records.
+        shape: Vec<usize>,
+        /// The size that shape needs, in bytes.
+        expected: u64,
+        /// The size the file (and so its mapping) has, in bytes.
+        found: u64,
+    },
+    /// [`SharedArray::create`](crate::SharedArray::create) found a file at the path already:
+    /// it never truncates or replaces a file, which another process may have mapped.
+    #[error(
+        "{path} already exists; open it (SharedArray::open or open_or_create), or remove it \
+         first if no process uses it any more"
+    )]
+    AlreadyExists {
+        /// The path that is taken.
+        path: PathBuf,
     },
 }

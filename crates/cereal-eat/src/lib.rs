@@ -49,6 +49,7 @@ mod compute;
 mod error;
 mod ptr;
 mod segments;
+mod shape;
 mod shm;
 mod traverse;
 

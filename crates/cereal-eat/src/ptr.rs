@@ -1,7 +1,7 @@
 //! `eat`: many cheap handles to one object.
 
 use std::fmt;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 /// A handle to an object shared by every handle [`eat`] made: reading through one sees
 /// the writes made through any other.
@@ -23,20 +23,56 @@ impl<T> Clone for Ptr<T> {
 }
 
 impl<T: fmt::Debug> fmt::Debug for Ptr<T> {
+    /// `<pointer to VALUE at ADDRESS>`, or `<pointer to <locked> at ADDRESS>` while a
+    /// writer holds the object (as std's `RwLock` prints it), so formatting a handle never
+    /// waits, not even on a write guard held by this very thread.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<pointer to {:?} at {:p}>", &*self.read(), Arc::as_ptr(&self.shared))
+        let at = Arc::as_ptr(&self.shared);
+        match self.shared.try_read() {
+            Ok(value) => write!(f, "<pointer to {:?} at {at:p}>", &*value),
+            Err(TryLockError::Poisoned(poisoned)) => {
+                write!(f, "<pointer to {:?} at {at:p}>", &*poisoned.into_inner())
+            }
+            Err(TryLockError::WouldBlock) => write!(f, "<pointer to <locked> at {at:p}>"),
+        }
     }
 }
 
 impl<T> Ptr<T> {
     /// Reads the object (the original's `~ptr`). Many readers may hold this at once.
+    ///
+    /// Blocks while a writer holds the object. Asking for it while this thread holds a
+    /// [`write`](Ptr::write) guard from any handle to the same object deadlocks (or panics),
+    /// as with any `RwLock`: drop the write guard first.
+    ///
+    /// Poisoning is ignored: if a writer panicked while holding the object, this returns
+    /// the object as that writer left it, possibly half-updated. A handle stands for the
+    /// original's plain shared object, which has no notion of poisoning, and turning every
+    /// read into a `Result` would burden every caller for a rare case; callers that must
+    /// know ask [`Ptr::is_poisoned`].
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
         self.shared.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes the object; every other handle sees the change.
+    ///
+    /// Blocks while anyone reads or writes the object; asking for it while this thread
+    /// holds a guard to the same object deadlocks (or panics). Poisoning is ignored, as for
+    /// [`Ptr::read`].
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         self.shared.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a writer panicked while holding the object, so that it may be half-updated
+    /// ([`Ptr::read`] and [`Ptr::write`] give it anyway). Stays `true` until
+    /// [`Ptr::clear_poison`].
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.is_poisoned()
+    }
+
+    /// Marks the object as sound again, once the caller has checked or repaired it.
+    pub fn clear_poison(&self) {
+        self.shared.clear_poison();
     }
 
     /// Whether two handles point at the same object.
@@ -79,4 +115,53 @@ impl<T> Ptr<T> {
 /// ```
 pub fn eat<T>(obj: T, its: usize) -> impl ExactSizeIterator<Item = Ptr<T>> {
     std::iter::repeat_n(Ptr { shared: Arc::new(RwLock::new(obj)) }, its)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Runs `f` on a thread and waits at most 10 s for it: a deadlock fails the test
+    /// instead of hanging it.
+    fn within_deadline<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+        let (done, wait) = mpsc::channel();
+        std::thread::spawn(move || done.send(f()));
+        wait.recv_timeout(Duration::from_secs(10)).expect("finished within 10 s (no deadlock)")
+    }
+
+    #[test]
+    fn miri_debug_under_this_threads_write_guard_prints_locked() {
+        let text = within_deadline(|| {
+            let p: Vec<Ptr<Vec<i32>>> = eat(vec![1, 2], 2).collect();
+            let mut guard = p[0].write();
+            guard.push(3);
+            let locked = format!("{:?}", p[1]);
+            drop(guard);
+            (locked, format!("{:?}", p[1]))
+        });
+        assert!(text.0.starts_with("<pointer to <locked> at 0x"), "{}", text.0);
+        assert!(text.1.starts_with("<pointer to [1, 2, 3] at 0x"), "{}", text.1);
+    }
+
+    #[test]
+    fn miri_a_panicking_writer_leaves_its_half_update_and_a_poison_mark() {
+        let p: Vec<Ptr<Vec<i32>>> = eat(vec![0, 0], 2).collect();
+        let writer = p[0].clone();
+        let panicked = std::thread::spawn(move || {
+            let mut v = writer.write();
+            v[0] = 1;
+            panic!("writer fails between the two halves of its update");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(p[1].is_poisoned(), "the failure is reported");
+        assert_eq!(*p[1].read(), [1, 0], "poisoning is ignored: the half update is visible");
+        assert!(format!("{:?}", p[1]).starts_with("<pointer to [1, 0]"));
+        p[1].write()[1] = 1;
+        p[1].clear_poison();
+        assert!(!p[0].is_poisoned());
+    }
 }

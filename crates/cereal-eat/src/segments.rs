@@ -9,6 +9,7 @@ use std::sync::Arc;
 use ndarray::{ArrayViewMut, IxDyn};
 
 use crate::error::{Error, Result};
+use crate::shape;
 
 /// The buffer's allocation, shared by the segments and the [`Whole`] that recovers it.
 ///
@@ -173,20 +174,11 @@ impl<T> DerefMut for SegmentMut<T> {
 ///
 /// # Errors
 ///
-/// [`Error::Shape`] if `shape` does not multiply to `data.len()`, or `n` is 0 or more than
-/// the number of rows.
+/// [`Error::Shape`] if `shape` is empty, does not multiply to `data.len()` (checked: a
+/// product that overflows is an error, not a wrapped length), or `n` is 0 or more than the
+/// number of rows.
 pub fn split<T>(data: Vec<T>, shape: &[usize], n: usize) -> Result<(Whole<T>, Vec<SegmentMut<T>>)> {
-    let elements: usize = shape.iter().product();
-    if shape.is_empty() || elements != data.len() {
-        return Err(Error::Shape {
-            reason: format!("shape {shape:?} holds {elements} elements, the data has {}", data.len()),
-        });
-    }
-    let rows = shape[0];
-    if n == 0 || n > rows.max(1) {
-        return Err(Error::Shape { reason: format!("cannot split {rows} rows into {n} segments") });
-    }
-    let row_len: usize = shape[1..].iter().product();
+    let (rows, row_len) = rows_and_row_len(shape, data.len(), n)?;
     let mut data = std::mem::ManuallyDrop::new(data);
     let backing = Arc::new(Backing {
         // A `Vec`'s pointer is never null (dangling but aligned when empty).
@@ -222,14 +214,8 @@ pub fn split<T>(data: Vec<T>, shape: &[usize], n: usize) -> Result<(Whole<T>, Ve
 ///
 /// As [`split`].
 pub fn split_mut<'a, T>(data: &'a mut [T], shape: &[usize], n: usize) -> Result<Vec<&'a mut [T]>> {
-    let elements: usize = shape.iter().product();
-    if shape.is_empty() || elements != data.len() || n == 0 || n > shape[0].max(1) {
-        return Err(Error::Shape {
-            reason: format!("cannot split shape {shape:?} ({} elements) into {n}", data.len()),
-        });
-    }
-    let row_len: usize = shape[1..].iter().product();
-    let (base, extra) = (shape[0] / n, shape[0] % n);
+    let (rows, row_len) = rows_and_row_len(shape, data.len(), n)?;
+    let (base, extra) = (rows / n, rows % n);
     let mut rest = data;
     Ok((0..n)
         .map(|pos| {
@@ -239,6 +225,21 @@ pub fn split_mut<'a, T>(data: &'a mut [T], shape: &[usize], n: usize) -> Result<
             head
         })
         .collect())
+}
+
+/// Checks that `shape` describes `len` elements and can be cut into `n` row blocks; returns
+/// the number of rows and the length of one row. Every offset `split` and `split_mut`
+/// compute afterwards is at most `rows * row_len == len`, so none of them can overflow.
+fn rows_and_row_len(shape: &[usize], len: usize, n: usize) -> Result<(usize, usize)> {
+    shape::describing(shape, len)?;
+    let rows = shape[0];
+    if n == 0 || n > rows.max(1) {
+        return Err(Error::Shape {
+            reason: format!("cannot split {rows} rows into {n} segments; ask for 1 to {}", rows.max(1)),
+        });
+    }
+    // A sub-shape of a shape that passed `describing` cannot overflow.
+    Ok((rows, shape::element_count(&shape[1..])?))
 }
 
 /// Runs `f(segment)` on every segment on rayon's pool and returns the segments (for
