@@ -137,11 +137,13 @@ impl<T: AtomicElement> SharedArray<T> {
         tmp.as_file().set_len(bytes as u64).map_err(io)?;
         tmp.as_file().write_all_at(&encode_header(T::TAG, shape), 0).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
-        let file = tmp.persist_noclobber(path).map_err(|e| match e.error.kind() {
+        // Mapped (and checked) before it is published, so that a store too large to map
+        // is never left at `path`; the mapping stays valid across the rename.
+        let mut array = Self::from_map(map_file(path, tmp.as_file())?, path)?;
+        tmp.persist_noclobber(path).map_err(|e| match e.error.kind() {
             std::io::ErrorKind::AlreadyExists => Error::AlreadyExists { path: path.to_path_buf() },
             _ => io(e.error),
         })?;
-        let mut array = Self::from_map(map_file(path, &file)?, path)?;
         array.created = true;
         Ok(array)
     }
