@@ -39,8 +39,18 @@
 //!   `tests/ui/`); shared elements are atomic.
 //! - **`'static` handles.** `Ptr`, `SegmentMut` and `Arc<AtomicArray>` go to
 //!   `std::thread::spawn` and `tokio::spawn`, not only to scoped threads.
+//! - **No out-of-bounds memory from safe code.** Every shape is multiplied out with
+//!   checked arithmetic: a shape whose size overflows, or that does not fit its data, is an
+//!   [`Error::Shape`], never a wrapped length over too little memory (property-tested in
+//!   `tests/shapes.rs`; the unsafe parts also run under Miri with `cargo xtask miri`).
 //! - **Typed cross-process stores.** A [`SharedArray`] header records element type and
-//!   shape; opening with another type is an error, not garbage.
+//!   shape; opening with another type is an error, not garbage, and a header is checked
+//!   against the mapping it describes before any element is touched.
+//! - **Race-free creation.** [`SharedArray::open_or_create`] from any number of processes
+//!   makes exactly one store, fully initialised before anyone can open it;
+//!   [`SharedArray::create`] never truncates or replaces an existing file. A `truncate`
+//!   from outside the crate still kills the processes that map the file (SIGBUS), as with
+//!   any memory mapping: see [`SharedArray`].
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

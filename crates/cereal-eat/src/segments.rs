@@ -26,7 +26,8 @@ struct Backing<T> {
 // SAFETY: the backing owns `T`s and hands each segment exclusive access to its own range;
 // moving it (or segments) to another thread moves `T`s there (`T: Send`). Shared
 // references to it only give access through a segment's exclusive range, so `Sync` needs
-// no more than `Send`.
+// no more than `Send`. Caught (under Miri) by `miri_segments_are_disjoint_and_join_without_copy`,
+// which moves segments to threads and writes them there.
 unsafe impl<T: Send> Send for Backing<T> {}
 // SAFETY: see above.
 unsafe impl<T: Send> Sync for Backing<T> {}
@@ -34,7 +35,8 @@ unsafe impl<T: Send> Sync for Backing<T> {}
 impl<T> Drop for Backing<T> {
     fn drop(&mut self) {
         // SAFETY: `ptr`, `len`, `capacity` came from a `Vec<T>` taken apart in `split`, and
-        // this is the last owner (the `Arc` is being dropped).
+        // this is the last owner (the `Arc` is being dropped). Caught (under Miri, which
+        // reports leaks and double frees) by `miri_dropping_segments_and_whole_in_any_order_frees_once`.
         drop(unsafe { Vec::from_raw_parts(self.ptr.as_ptr(), self.len, self.capacity) });
     }
 }
@@ -71,6 +73,7 @@ impl<T> Whole<T> {
                 let backing = std::mem::ManuallyDrop::new(backing);
                 // SAFETY: the parts of the `Vec` taken apart in `split`; we are the only
                 // owner and `ManuallyDrop` keeps `Backing::drop` from freeing them twice.
+                // Caught (under Miri) by `miri_segments_are_disjoint_and_join_without_copy`.
                 Ok(unsafe { Vec::from_raw_parts(backing.ptr.as_ptr(), backing.len, backing.capacity) })
             }
             Err(backing) => Err(Whole { backing, shape: self.shape }),
@@ -103,7 +106,8 @@ pub struct SegmentMut<T> {
 
 // SAFETY: a segment is the only way to its range (see `Backing`): moving it to another
 // thread moves exclusive access to those `T`s (`T: Send`); sharing `&SegmentMut` only
-// gives `&[T]` (`T: Sync`).
+// gives `&[T]` (`T: Sync`). Caught (under Miri) by
+// `miri_segments_are_disjoint_and_join_without_copy`; `tests/ui/` keeps two writers apart.
 unsafe impl<T: Send> Send for SegmentMut<T> {}
 // SAFETY: see above.
 unsafe impl<T: Sync> Sync for SegmentMut<T> {}
@@ -139,7 +143,10 @@ impl<T> Deref for SegmentMut<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         // SAFETY: `start..start + len` lies inside the allocation, holds initialized `T`s,
-        // and no other segment covers it (`split`); `&self` gives shared access only.
+        // and no other segment covers it (`split`, whose lengths are checked products:
+        // `rows_and_row_len`); `&self` gives shared access only. Caught (under Miri) by
+        // `miri_segments_are_disjoint_and_join_without_copy` and, for hostile shapes, by
+        // `miri_split_writes_stay_inside_each_segment` in tests/shapes.rs.
         unsafe { std::slice::from_raw_parts(self.backing.ptr.as_ptr().add(self.start), self.len) }
     }
 }
@@ -148,6 +155,7 @@ impl<T> DerefMut for SegmentMut<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`; `&mut self` is exclusive access to this segment, which is
         // the only way to its range, so no other reference to these elements exists.
+        // Caught as `deref` is.
         unsafe { std::slice::from_raw_parts_mut(self.backing.ptr.as_ptr().add(self.start), self.len) }
     }
 }
@@ -306,6 +314,13 @@ mod tests {
         assert!(split(vec![1, 2, 3, 4], &[2, 2], 3).is_err());
         assert!(split(vec![1, 2, 3, 4], &[2, 2], 0).is_err());
         assert!(split_mut(&mut [1, 2, 3], &[3], 4).is_err());
+        // The wrapped products of issue 13: 6148914691236517208 * 3 == 8 (mod 2^64).
+        assert!(split(vec![0u8; 8], &[6_148_914_691_236_517_208, 3], 3).is_err());
+        assert!(split_mut(&mut [0u8; 8], &[6_148_914_691_236_517_208, 3], 3).is_err());
+        assert!(split(vec![(); 0], &[0, usize::MAX, 2], 1).is_err());
+        assert!(split(Vec::<u8>::new(), &[], 1).is_err());
+        let (_, empty) = split(Vec::<u8>::new(), &[0, 3], 1).unwrap();
+        assert_eq!((empty.len(), empty[0].shape()), (1, &[0usize, 3][..]));
     }
 
     #[test]

@@ -16,43 +16,8 @@
 //!
 //! The file is exactly `128 + 8 * N` bytes; anything else is refused on open.
 //!
-//! # Creating and opening from many processes
-//!
-//! A store is built complete (header, zeroed cells, `fsync`) in a temporary file next to
-//! its path and then linked into place with a no-replace rename (`renameat2
-//! RENAME_NOREPLACE`, or `link` where that is missing). So the file at a path is always
-//! a finished store: an opener never sees a half-made one, exactly one of any number of
-//! racing creators wins, and [`SharedArray::create`] never truncates, rewrites or
-//! replaces a file that exists (it returns [`Error::AlreadyExists`]).
-//! [`SharedArray::open_or_create`] is the race-free way for every party to end up on the
-//! same store.
-//!
-//! # Why this is sound
-//!
-//! - Another process may write any cell at any time, so this module never creates a plain
-//!   `&[u64]` or `&mut` over the mapping: every access, header included, is an atomic
-//!   operation on one aligned 8-byte word (`AtomicU64::from_ptr`), which is exactly what
-//!   concurrent access from other processes requires.
-//! - The header is checked *after* mapping, against the mapping's own length: the shape
-//!   must have a size that fits in memory (checked arithmetic) and the mapping must be
-//!   exactly the size the shape needs, so every cell index below `len()` is inside the
-//!   mapping whatever the file held or another process did before we mapped it.
-//! - This crate never shrinks, truncates or rewrites a store file that exists.
-//!
-//! # What this cannot prevent
-//!
-//! Like every memory mapping, a store is only as safe as the file underneath it:
-//!
-//! - If something outside this crate **truncates** the file (`truncate`, `>`, `ftruncate`,
-//!   opening it with `O_TRUNC`) while a process has it mapped, that process gets **SIGBUS**
-//!   on its next access to a cell past the new end, and dies. There is no way for a
-//!   mapping to survive this; do not let other programs write the file.
-//! - If the file is **removed** (or renamed away) while mapped, the processes that have it
-//!   mapped keep working on the old, now nameless store, while a new `create` or
-//!   `open_or_create` at the path starts a new one: the two groups no longer see each
-//!   other's writes. Remove a store only once nobody uses it.
-//! - A process killed in the middle of `create` may leave a temporary file named
-//!   `.NAME.XXXXXX.cereal-tmp` next to the store; it is never opened and can be deleted.
+//! The guarantees, and what an outside `truncate` still does, are documented on
+//! [`SharedArray`] itself.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions, Permissions};
@@ -61,7 +26,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use memmap2::MmapMut;
+use memmap2::MmapRaw;
 
 use crate::atomic::{AtomicElement, add_cell};
 use crate::error::{Error, Result};
@@ -78,9 +43,47 @@ const OPEN_OR_CREATE_ATTEMPTS: usize = 64;
 /// A fixed-shape array of numbers in a file mapping shared between processes (put the
 /// file in `/dev/shm` for memory without disk traffic). Every access is atomic.
 ///
-/// Several processes get the same store with [`SharedArray::open_or_create`]; see the
-/// [module docs](self) for the guarantees, and for what an outside `truncate` still does
-/// (SIGBUS, as with any mapping).
+/// Several processes get the same store with [`SharedArray::open_or_create`].
+///
+/// # Creating and opening from many processes
+///
+/// A store is built complete (header, zeroed cells, `fsync`) in a temporary file next to
+/// its path and then linked into place with a no-replace rename (`renameat2
+/// RENAME_NOREPLACE`, or `link` where that is missing). So the file at a path is always
+/// a finished store: an opener never sees a half-made one, exactly one of any number of
+/// racing creators wins, and [`SharedArray::create`] never truncates, rewrites or
+/// replaces a file that exists (it returns [`Error::AlreadyExists`]).
+/// [`SharedArray::open_or_create`] is the race-free way for every party to end up on the
+/// same store.
+///
+/// # Why this is sound
+///
+/// - Another process may write any cell at any time, so this type never creates a plain
+///   `&[u64]` or `&mut` over the mapping: every access, header included, is an atomic
+///   operation on one aligned 8-byte word (`AtomicU64::from_ptr`), which is exactly what
+///   concurrent access from other processes requires.
+/// - The header is checked *after* mapping, against the mapping's own length: the shape
+///   must have a size that fits in memory (checked arithmetic) and the mapping must be
+///   exactly the size the shape needs, so every cell index below `len()` is inside the
+///   mapping whatever the file held or another process did before we mapped it.
+/// - This crate never shrinks, truncates or rewrites a store file that exists.
+///
+/// # What this cannot prevent (SIGBUS on an outside truncate)
+///
+/// Like every memory mapping, a store is only as safe as the file underneath it:
+///
+/// - If something outside this crate **truncates** the file (`truncate`, `>`, `ftruncate`,
+///   opening it with `O_TRUNC`) while a process has it mapped, that process gets **SIGBUS**
+///   on its next access to a cell past the new end, and dies. There is no way for a
+///   mapping to survive this; do not let other programs write the file.
+/// - If the file is **removed** (or renamed away) while mapped, the processes that have it
+///   mapped keep working on the old, now nameless store, while a new `create` or
+///   `open_or_create` at the path starts a new one: the two groups no longer see each
+///   other's writes. Remove a store only once nobody uses it.
+/// - A process killed in the middle of `create` may leave a temporary file named
+///   `.NAME.XXXXXX.cereal-tmp` next to the store; it is never opened and can be deleted.
+///
+/// # Examples
 ///
 /// ```
 /// use cereal_eat::SharedArray;
@@ -95,7 +98,7 @@ const OPEN_OR_CREATE_ATTEMPTS: usize = 64;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SharedArray<T> {
-    map: MmapMut,
+    map: MmapRaw,
     path: PathBuf,
     len: usize,
     shape: Vec<usize>,
@@ -211,7 +214,7 @@ impl<T: AtomicElement> SharedArray<T> {
     }
 
     /// Checks the header in `map` (read atomically) and the mapping's length, and wraps it.
-    fn from_map(map: MmapMut, path: &Path) -> Result<Self> {
+    fn from_map(map: MmapRaw, path: &Path) -> Result<Self> {
         let found = map.len();
         if found < DATA {
             return Err(not_shared(path, format!("{found} bytes, shorter than the {DATA}-byte header")));
@@ -319,27 +322,26 @@ impl<T: AtomicElement> SharedArray<T> {
 /// # Panics
 ///
 /// If the word is not wholly inside the mapping or not 8-aligned (a bug in this module).
-fn word(map: &MmapMut, at: usize) -> &AtomicU64 {
-    assert!(at % 8 == 0 && at < map.len() && map.len() - at >= 8, "word {at} outside the mapping");
-    let ptr = map.as_ptr().wrapping_add(at).cast_mut().cast::<u64>();
+fn word(map: &MmapRaw, at: usize) -> &AtomicU64 {
+    assert!(at.is_multiple_of(8) && at < map.len() && map.len() - at >= 8, "word {at} outside the mapping");
+    let ptr = map.as_mut_ptr().wrapping_add(at).cast::<u64>();
     // SAFETY: the word lies inside the mapping (asserted above), which lives as long as
     // `map`; it is 8-aligned (the mapping is page-aligned and `at` a multiple of 8); and
-    // every access to it, in this or any other process, is atomic (module docs). The
-    // pointer comes from the mapping's raw pointer, not from a shared reference, so
-    // writing through it is allowed. Caught by `miri_cells_stay_inside_the_mapping` and
-    // `miri_crafted_headers_never_reach_past_the_mapping` (Miri), and by the crafted
-    // header proptests in tests/shapes.rs.
+    // every access to it, in this or any other process, is atomic (`SharedArray` docs,
+    // "Why this is sound"). The pointer is the mapping's own raw pointer (`MmapRaw` never
+    // hands out a `&[u8]`), so writing through it is allowed; a pointer taken from a
+    // shared slice, as this code had before issue 13, is a write through a frozen borrow,
+    // which Miri reports. Caught (under Miri, over anonymous mappings) by
+    // `miri_cells_stay_inside_the_mapping` and
+    // `miri_crafted_headers_never_reach_past_the_mapping`, and on real files by
+    // `open_refuses_every_crafted_header_that_does_not_fit` in tests/shapes.rs.
     unsafe { AtomicU64::from_ptr(ptr) }
 }
 
-/// Maps `file` read-write, shared.
-fn map_file(path: &Path, file: &File) -> Result<MmapMut> {
-    // SAFETY: the mapping may change under us (other processes write it): see the module
-    // docs, "Why this is sound": we only ever access it through atomics on aligned words,
-    // never through plain references, and only inside the length `from_map` checked on
-    // the mapping itself. Caught by tests/shm_race.rs (signals in children) and the
-    // crafted-header tests in tests/shapes.rs.
-    unsafe { MmapMut::map_mut(file) }.map_err(|source| Error::Io { path: path.to_path_buf(), source })
+/// Maps `file` read-write, shared. `MmapRaw` gives only raw pointers, never a slice: the
+/// bytes may change under us at any time (other processes write them).
+fn map_file(path: &Path, file: &File) -> Result<MmapRaw> {
+    MmapRaw::map_raw(file).map_err(|source| Error::Io { path: path.to_path_buf(), source })
 }
 
 fn not_shared(path: &Path, reason: String) -> Error {
@@ -433,10 +435,10 @@ mod tests {
 
     /// A store in anonymous memory (Miri cannot map files) holding `header`, `len` bytes.
     fn anonymous<T: AtomicElement>(header: &[u8], len: usize) -> Result<SharedArray<T>> {
-        let mut map = MmapMut::map_anon(len).unwrap();
+        let mut map = memmap2::MmapMut::map_anon(len).unwrap();
         let n = header.len().min(len);
         map[..n].copy_from_slice(&header[..n]);
-        SharedArray::from_map(map, Path::new("<anonymous>"))
+        SharedArray::from_map(map.into(), Path::new("<anonymous>"))
     }
 
     #[test]
@@ -473,6 +475,32 @@ mod tests {
         // A header claiming 10_000_000 cells over a 136-byte mapping.
         let r = anonymous::<u64>(&encode_header(u64::TAG, &[10_000_000]), 136);
         assert!(matches!(r, Err(Error::SizeMismatch { expected: 80_000_128, found: 136, .. })), "{r:?}");
+    }
+
+    #[test]
+    fn miri_crafted_headers_never_reach_past_the_mapping() {
+        let shapes: [&[usize]; 10] = [
+            &[0],
+            &[1],
+            &[3, 5],
+            &[2, 0, 9],
+            &[1, 1, 1, 1, 1, 1, 1, 16],
+            &[(1 << 61) + 1],
+            &[usize::MAX],
+            &[6_148_914_691_236_517_208, 3],
+            &[1 << 60],
+            &[0, usize::MAX, usize::MAX],
+        ];
+        for shape in shapes {
+            for map_len in [DATA, DATA + 8, DATA + 8 * 15, DATA + 8 * 15 + 1, DATA + 8 * 16, 512] {
+                let Ok(a) = anonymous::<u16>(&encode_header(u16::TAG, shape), map_len) else { continue };
+                assert_eq!(DATA + 8 * a.len(), map_len, "{shape:?} over {map_len} bytes");
+                for i in 0..a.len() {
+                    a.fetch_add(i, 1);
+                    assert_eq!(a.get(i), 1);
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Every example of the seed (cereal's `eat` document) as a test with asserted output.
 
+#[cfg(feature = "tokio")]
 use std::sync::Arc;
 
-use cereal_eat::{AtomicArray, Ptr, eat, map_with_pos, split, split_mut};
+#[cfg(feature = "tokio")]
+use cereal_eat::AtomicArray;
+use cereal_eat::{Ptr, eat, map_with_pos, split, split_mut};
 
 /// `yum = eat(x, its=4, np.array)`; `(~yum[0])[0]` is 1; `yum[0][0] = 4` changes `x`.
 #[test]
@@ -96,6 +99,8 @@ fn thread_pool_16x625() {
 
 /// Async: 10,000 tasks that each await a random delay, then add one to one element.
 /// Submission returns at once; the array can be read (consistently) while they run.
+// `spawn_each` is behind the `tokio` feature (`cargo test --all-features` runs this).
+#[cfg(feature = "tokio")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_async_tasks() {
     let x = Arc::new(AtomicArray::from_vec((0..10_000i64).collect(), &[16, 625]).unwrap());
