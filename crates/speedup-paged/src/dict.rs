@@ -15,7 +15,7 @@ use rkyv::util::AlignedVec;
 
 use crate::error::{Error, Result};
 use crate::extent::Extent;
-use crate::file::{Kind, StoreFile};
+use crate::file::{FLAG_DEPTH_CAPPED, HeaderFallback, Identity, Kind, StoreFile};
 use crate::hash::stable_hash;
 use crate::options::Options;
 use crate::overlay::{Overlay, Pending};
@@ -24,8 +24,11 @@ use crate::record::{self, Storable};
 
 /// File extension of dict stores: `<location>/<basename>.spdict`.
 pub const DICT_EXTENSION: &str = "spdict";
-/// Directory growth stops here (2^30 slots); past it, pages may exceed `size_limit`.
+/// Directory growth never goes past this (2^30 slots), whatever the store's size.
 const MAX_DEPTH: u8 = 30;
+/// The directory may be 2^DEPTH_SLACK times deeper than the pages the entries need
+/// (see [`depth_cap`]).
+const DEPTH_SLACK: u32 = 3;
 const ROOT_MAGIC: [u8; 4] = *b"SPDR";
 const BUCKET_BYTES: usize = 48;
 
@@ -74,6 +77,8 @@ pub struct DiskDict<K: Storable + Hash + Eq, V: Storable> {
     len: u64,
     /// Something changed since the last commit.
     dirty: bool,
+    /// Seed of the key hash, from the header (random per store).
+    hash_seed: u64,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -124,15 +129,21 @@ where
     /// file is not a readable dict of these types.
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
         let path = opts.store_path(name, DICT_EXTENSION)?;
-        let label = format!("DiskDict<{}, {}>", record::type_label::<K>(), record::type_label::<V>());
-        let mut file = StoreFile::open(&path, Kind::Dict, &label)?;
+        let identity = Identity {
+            current: format!("DiskDict<{}, {}>", record::type_identity::<K>(), record::type_identity::<V>()),
+            format_1: format!(
+                "DiskDict<{}, {}>",
+                record::legacy_type_label::<K>(),
+                record::legacy_type_label::<V>()
+            ),
+        };
+        let mut file = StoreFile::open(&path, Kind::Dict, &identity)?;
         let header = file.header().clone();
         let buckets = if header.root.len == 0 {
             vec![Bucket::empty(0, 0)]
         } else {
             decode_root(file.read_checked(header.root)?).map_err(|e| Error::corrupt(&path, e))?
         };
-        let (global_depth, dir) = build_directory(&buckets).map_err(|e| Error::corrupt(&path, e))?;
         let total: u64 = buckets.iter().map(|b| u64::from(b.count)).sum();
         if total != header.entries {
             return Err(Error::corrupt(
@@ -140,7 +151,13 @@ where
                 format!("pages hold {total} entries, the header says {}", header.entries),
             ));
         }
+        // Pages must be real (inside the file, not overlapping) before their depths are
+        // trusted to size the directory.
         file.set_live(buckets.iter().map(|b| b.page).filter(|p| p.len > 0))?;
+        let depth_limit =
+            if header.flags & FLAG_DEPTH_CAPPED != 0 { depth_cap(buckets.len() as u64) } else { MAX_DEPTH };
+        let (global_depth, dir) =
+            build_directory(&buckets, depth_limit).map_err(|e| Error::corrupt(&path, e))?;
         Ok(DiskDict {
             file,
             size_limit: opts.get_size_limit(),
@@ -151,8 +168,18 @@ where
             overlay: Overlay::default(),
             len: header.entries,
             dirty: false,
+            hash_seed: header.hash_seed,
             _types: PhantomData,
         })
+    }
+
+    /// Set if this store opened from its older header slot because the newest one was
+    /// damaged (a torn write or a bit flip): the entries of the last flush before it are
+    /// not in the store. A crash in the middle of a flush does this by design (that flush
+    /// never returned `Ok`); after a flush that did return `Ok`, it means the file was
+    /// damaged since. Also logged with `tracing::warn!`. The next flush repairs the slot.
+    pub fn header_fallback(&self) -> Option<&HeaderFallback> {
+        self.file.fallback()
     }
 
     /// Number of entries. O(1), no I/O.
@@ -201,7 +228,7 @@ where
     ///
     /// As [`DiskDict::get`].
     pub fn get_archived(&self, key: &K) -> Result<Option<&V::Archived>> {
-        let hash = stable_hash(key);
+        let hash = stable_hash(key, self.hash_seed);
         if let Some(p) = self.overlay.find(hash, key) {
             return Ok(self.pending_value(p));
         }
@@ -230,7 +257,7 @@ where
     /// room on the disk).
     pub fn insert(&mut self, key: K, value: V) -> Result<Option<V>> {
         self.make_room()?;
-        let hash = stable_hash(&key);
+        let hash = stable_hash(&key, self.hash_seed);
         let old = self.owned_by_hash(hash, &key)?;
         self.overlay.put(hash, key, &value)?;
         if old.is_none() {
@@ -247,7 +274,7 @@ where
     /// As [`DiskDict::insert`].
     pub fn remove(&mut self, key: &K) -> Result<Option<V>> {
         self.make_room()?;
-        let hash = stable_hash(key);
+        let hash = stable_hash(key, self.hash_seed);
         let old = if let Some(p) = self.overlay.find(hash, key) {
             let Some(value) = self.pending_value(p) else {
                 return Ok(None); // already removed
@@ -428,7 +455,8 @@ where
         let groups = {
             let view = self.page(bucket)?;
             let merged = merge_entries(view, overlay, ops)?;
-            split(merged, local_depth, prefix, self.size_limit)
+            let budget = bucket_budget(self.len, self.size_limit);
+            split(merged, local_depth, prefix, self.size_limit, self.buckets.len(), budget)
                 .into_iter()
                 .map(|g| {
                     let bytes = (!g.entries.is_empty()).then(|| encode_group(&g.entries));
@@ -532,27 +560,65 @@ struct Group<'a> {
     entries: Vec<Entry<'a>>,
 }
 
-/// Splits a bucket's entries until each group fits `limit` (extendible hashing). An
-/// oversized group goes straight to the depth its size calls for, in one stable pass (so
-/// each group stays sorted by hash). A group whose hashes cannot be told apart below
-/// `MAX_DEPTH` stays whole, so a degenerate `Hash` impl makes big pages, never a runaway
-/// directory.
-fn split(entries: Vec<Entry<'_>>, local_depth: u8, prefix: u64, limit: usize) -> Vec<Group<'_>> {
+/// How deep the directory may be with `buckets` buckets: `ceil(log2(buckets)) + DEPTH_SLACK`
+/// bits. Buckets only ever grow in number, so this holds for the life of the store, and the
+/// directory never has more than 2^(DEPTH_SLACK+1) slots (4 bytes each) per bucket,
+/// whatever the keys. A bucket gets deeper only by splitting, and each split adds buckets,
+/// so random keys reach the depth they need as the dict grows; keys whose hashes agree on
+/// more low bits than that (by chance, or crafted against a known seed) share an oversized
+/// page instead of doubling the directory.
+fn depth_cap(buckets: u64) -> u8 {
+    let bits = u64::BITS - buckets.max(1).saturating_sub(1).leading_zeros();
+    (bits + DEPTH_SLACK).min(u32::from(MAX_DEPTH)) as u8
+}
+
+/// How many buckets a dict of `entries` entries may have: four times the pages the entries
+/// fill, plus 64. Random keys need about 1.3 times the pages; the rest is room for unlucky
+/// hashes. Past it, buckets stop splitting and pages grow past `size_limit` instead, so
+/// the page index (about 64 bytes a bucket) and the directory (at most 64 bytes a bucket,
+/// see [`depth_cap`]) stay proportional to the data, whatever the keys.
+fn bucket_budget(entries: u64, size_limit: usize) -> u64 {
+    entries.div_ceil(size_limit.max(1) as u64).saturating_mul(4).saturating_add(64)
+}
+
+/// Splits a bucket's entries until each group fits `limit` (extendible hashing), never
+/// deeper than [`depth_cap`] of the dict's bucket count (`buckets` before the split, plus
+/// the groups made so far) and never past `max_buckets` buckets. An oversized group goes
+/// straight to the depth its size calls for, as far as the caps allow, in one stable pass
+/// (so each group stays sorted by hash). A group whose hashes cannot be told apart below
+/// the cap stays whole: one big page, never a runaway directory.
+fn split(
+    entries: Vec<Entry<'_>>,
+    local_depth: u8,
+    prefix: u64,
+    limit: usize,
+    buckets: usize,
+    max_buckets: u64,
+) -> Vec<Group<'_>> {
     let mut out = Vec::new();
+    let mut buckets = buckets as u64;
     let mut stack = vec![Group { local_depth, prefix, entries }];
     while let Some(g) = stack.pop() {
-        let depth_mask = ((1u64 << MAX_DEPTH) - 1) & !((1u64 << g.local_depth) - 1);
+        let max_depth = depth_cap(buckets);
+        // Splitting into 2^bits groups adds 2^bits - 1 buckets.
+        let spare = max_buckets.saturating_sub(buckets);
+        if g.entries.len() <= limit || g.local_depth >= max_depth || spare == 0 {
+            out.push(g);
+            continue;
+        }
+        let depth_mask = ((1u64 << max_depth) - 1) & !((1u64 << g.local_depth) - 1);
         let separable = g
             .entries
             .first()
             .is_some_and(|first| g.entries.iter().any(|e| (e.0 ^ first.0) & depth_mask != 0));
-        if g.entries.len() <= limit || g.local_depth >= MAX_DEPTH || !separable {
+        if !separable {
             out.push(g);
             continue;
         }
         // Aim for groups about 3/4 full: 2^bits groups of len / 2^bits entries.
         let wanted = g.entries.len().div_ceil(limit.saturating_mul(3) / 4 + 1).next_power_of_two();
-        let bits = (wanted.trailing_zeros() as u8).clamp(1, MAX_DEPTH - g.local_depth);
+        let affordable = (u64::BITS - 1 - (spare + 1).leading_zeros()) as u8; // floor(log2(spare + 1))
+        let bits = (wanted.trailing_zeros() as u8).clamp(1, max_depth - g.local_depth).min(affordable);
         let fanout = 1usize << bits;
         let slot = |e: &Entry<'_>| ((e.0 >> g.local_depth) as usize) & (fanout - 1);
         let mut sizes = vec![0usize; fanout];
@@ -563,6 +629,7 @@ fn split(entries: Vec<Entry<'_>>, local_depth: u8, prefix: u64, limit: usize) ->
         for e in g.entries {
             parts[slot(&e)].push(e);
         }
+        buckets += fanout as u64 - 1;
         for (i, part) in parts.into_iter().enumerate() {
             let prefix = g.prefix | ((i as u64) << g.local_depth);
             stack.push(Group { local_depth: g.local_depth + bits, prefix, entries: part });
@@ -629,9 +696,21 @@ fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<Bucket>, String> {
         .collect()
 }
 
-/// Rebuilds the directory from the buckets' prefixes; every slot must be covered exactly once.
-fn build_directory(buckets: &[Bucket]) -> std::result::Result<(u8, Vec<u32>), String> {
+/// Rebuilds the directory from the buckets' prefixes; every slot must be covered exactly
+/// once, and no bucket may be deeper than `max_depth` (checked before the directory is
+/// allocated, so a damaged root cannot make `open` allocate gigabytes).
+fn build_directory(buckets: &[Bucket], max_depth: u8) -> std::result::Result<(u8, Vec<u32>), String> {
     let depth = buckets.iter().map(|b| b.local_depth).max().unwrap_or(0);
+    if depth > max_depth {
+        return Err(format!(
+            "a bucket has depth {depth}, deeper than {max_depth}, the most its {} pages allow",
+            buckets.len()
+        ));
+    }
+    let covered: u64 = buckets.iter().map(|b| 1u64 << (depth - b.local_depth)).sum();
+    if covered != 1u64 << depth {
+        return Err("the buckets do not cover the hash space exactly once".into());
+    }
     let mut dir = vec![u32::MAX; 1 << depth];
     for (index, b) in buckets.iter().enumerate() {
         for j in 0..1u64 << (depth - b.local_depth) {
@@ -720,5 +799,124 @@ where
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The bounds on the directory and the bucket count, against keys whose hashes collide,
+    //! by chance (tiny pages), by crafting (against the store's own seed), or by a `Hash`
+    //! impl that ignores the key.
+    use super::*;
+
+    fn open<K: Storable + Hash + Eq>(dir: &tempfile::TempDir, size_limit: usize) -> DiskDict<K, u64> {
+        let opts = Options::new().location(dir.path()).size_limit(size_limit).max_pages(1);
+        DiskDict::open_with("bounds", &opts).unwrap()
+    }
+
+    /// The documented bounds: at most `bucket_budget` buckets, and a directory of at most
+    /// 2^(DEPTH_SLACK+1) slots per bucket.
+    fn assert_bounded<K: Storable + Hash + Eq>(d: &DiskDict<K, u64>, size_limit: usize) {
+        let buckets = d.buckets.len() as u64;
+        assert!(buckets <= bucket_budget(d.len, size_limit), "{buckets} buckets for {} entries", d.len);
+        assert!(
+            d.dir.len() as u64 <= (buckets << (DEPTH_SLACK + 1)).max(1 << DEPTH_SLACK),
+            "a directory of {} slots for {buckets} buckets",
+            d.dir.len()
+        );
+    }
+
+    #[test]
+    fn crafted_keys_sharing_low_hash_bits_cannot_grow_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d: DiskDict<u64, u64> = open(&dir, 4);
+        // Keys whose hashes under this store's seed share their low 14 bits: extendible
+        // hashing alone would need a directory of 2^16 or more slots to split them.
+        const BITS: u32 = 14;
+        let crafted: Vec<u64> =
+            (0u64..).filter(|k| stable_hash(k, d.hash_seed) & ((1 << BITS) - 1) == 0).take(600).collect();
+        for (i, &k) in crafted.iter().enumerate() {
+            d.insert(k, i as u64).unwrap();
+            if i % 50 == 0 {
+                d.flush().unwrap();
+                assert_bounded(&d, 4);
+            }
+        }
+        d.flush().unwrap();
+        assert_bounded(&d, 4);
+        assert!(d.dir.len() < 1 << BITS, "directory of {} slots", d.dir.len());
+        for (i, k) in crafted.iter().enumerate() {
+            assert_eq!(d.get(k).unwrap(), Some(i as u64));
+        }
+        eprintln!(
+            "{} crafted keys: {} buckets, {} directory slots",
+            crafted.len(),
+            d.buckets.len(),
+            d.dir.len()
+        );
+        // Reopening checks the stored depths against the same cap.
+        let path_dir = dir;
+        drop(d);
+        let d: DiskDict<u64, u64> = open(&path_dir, 4);
+        assert_eq!(d.len(), 600);
+    }
+
+    /// A key whose `Hash` ignores it: every key has the same hash.
+    #[derive(PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+    #[rkyv(crate = rkyv)]
+    struct Degenerate(u64);
+    impl Hash for Degenerate {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            state.write_u8(0);
+        }
+    }
+    impl crate::Schema for Degenerate {
+        fn describe(out: &mut crate::SchemaWriter) {
+            out.text("degenerate");
+        }
+    }
+
+    #[test]
+    fn a_hash_that_ignores_the_key_makes_one_big_page_not_a_big_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d: DiskDict<Degenerate, u64> = open(&dir, 1);
+        for i in 0..2_000 {
+            d.insert(Degenerate(i), i).unwrap();
+        }
+        d.flush().unwrap();
+        assert_bounded(&d, 1);
+        assert!(d.dir.len() <= 1 << DEPTH_SLACK, "directory of {} slots", d.dir.len());
+        assert_eq!(d.get(&Degenerate(1_234)).unwrap(), Some(1_234));
+    }
+
+    #[test]
+    fn random_keys_on_one_item_pages_stay_within_the_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d: DiskDict<u64, u64> = open(&dir, 1);
+        let mut x = 1u64;
+        for i in 0..20_000 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            d.insert(x, i).unwrap();
+        }
+        d.flush().unwrap();
+        assert_bounded(&d, 1);
+        let oversized = d.buckets.iter().filter(|b| b.count > 1).count();
+        eprintln!(
+            "20k random keys, size_limit 1: {} buckets, {} directory slots, {oversized} pages over the limit",
+            d.buckets.len(),
+            d.dir.len()
+        );
+    }
+
+    #[test]
+    fn a_root_deeper_than_its_buckets_allow_is_corrupt_before_any_allocation() {
+        let buckets: Vec<Bucket> = (0..2u64).map(|p| Bucket::empty(1, p)).collect();
+        assert!(build_directory(&buckets, 3).is_ok());
+        // Two buckets claiming depth 30 would need a 4 GiB directory.
+        let deep = vec![Bucket::empty(30, 0), Bucket::empty(30, 1)];
+        assert!(build_directory(&deep, depth_cap(2)).unwrap_err().contains("deeper"));
+        // Depths that do not add up to the whole hash space.
+        let gap = vec![Bucket::empty(1, 0), Bucket::empty(2, 1)];
+        assert!(build_directory(&gap, 3).unwrap_err().contains("cover"));
     }
 }

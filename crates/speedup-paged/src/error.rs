@@ -24,14 +24,15 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// The disk (or the quota) is full. Nothing written since the last successful `flush`
-    /// has been made durable, and the in-memory state is intact: free space and flush again.
-    #[error(
-        "no space left on the device holding {path}: free some space and call flush() again; entries flushed before are safe"
-    )]
+    /// The disk (or the quota) is full. When writing: nothing written since the last
+    /// successful `flush` has been made durable, and the in-memory state is intact: free
+    /// space and retry. When creating: no store was made.
+    #[error("no space left on the device holding {path} {during}")]
     DiskFull {
         /// The store file that could not grow.
         path: PathBuf,
+        /// What was being done, which decides what to do about it.
+        during: Activity,
     },
 
     /// Another handle, in this process or another one, has the store open.
@@ -124,12 +125,43 @@ pub enum Error {
     },
 }
 
+/// What a store was doing when the disk filled up ([`Error::DiskFull`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Activity {
+    /// Creating a new store file in `open`.
+    Creating,
+    /// Writing pages (a `flush`, or a write that makes room first).
+    Writing,
+}
+
+impl std::fmt::Display for Activity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Activity::Creating => {
+                "while creating the store: nothing was created; free some space and open it again"
+            }
+            Activity::Writing => {
+                "while writing pages: the call changed nothing in memory and entries flushed before are safe; free some space and retry it (or call flush() again)"
+            }
+        })
+    }
+}
+
 impl Error {
     /// Wraps an I/O error with the path it concerns, turning "no space left" into
-    /// [`Error::DiskFull`] so callers can match on it.
+    /// [`Error::DiskFull`] (while writing) so callers can match on it.
     pub(crate) fn io(path: &std::path::Path, source: io::Error) -> Self {
-        if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
-            return Error::DiskFull { path: path.to_path_buf() };
+        Self::io_during(path, source, Activity::Writing)
+    }
+
+    /// As [`Error::io`], for an error met while doing `during`.
+    pub(crate) fn io_during(path: &std::path::Path, source: io::Error, during: Activity) -> Self {
+        // ENOSPC, and EFBIG: a file-size limit (RLIMIT_FSIZE, a quota) is a full disk too.
+        let full = matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge)
+            || matches!(source.raw_os_error(), Some(28 | 27));
+        if full {
+            return Error::DiskFull { path: path.to_path_buf(), during };
         }
         Error::Io { path: path.to_path_buf(), source }
     }
@@ -150,7 +182,10 @@ mod tests {
         let other = Error::io(path, io::Error::from_raw_os_error(5));
         assert!(matches!(other, Error::Io { .. }));
         assert!(other.to_string().contains("/x/s.spdict"), "messages name the file: {other}");
-        let full = Error::DiskFull { path: path.into() };
+        let full = Error::io(path, io::Error::from_raw_os_error(28));
         assert!(full.to_string().contains("flush() again"), "and say what to do: {full}");
+        let creating = Error::io_during(path, io::Error::from_raw_os_error(28), Activity::Creating);
+        let message = creating.to_string();
+        assert!(message.contains("creating") && !message.contains("flush"), "fits an open: {message}");
     }
 }

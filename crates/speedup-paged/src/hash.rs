@@ -5,6 +5,9 @@
 //! or ahash (per-process random keys). We use **XXH3-64 with seed 0** over the byte stream
 //! the key's [`Hash`] impl writes, with every integer written little-endian and
 //! `usize`/`isize` widened to 64 bits, so the stream is the same on every platform.
+//! The seed is drawn at random when a store is created and kept in its header, so the same
+//! key lands in the same place for the store's whole life, while keys cannot be crafted in
+//! advance to collide in a store (stores of format 1 have seed 0).
 //! The header records this choice as [`HASH_ALGORITHM`]; `tests::golden_values` pins the
 //! output for sample keys so that any drift (in std's `Hash` impls or in xxhash-rust)
 //! fails CI instead of silently hiding stored keys.
@@ -17,9 +20,9 @@ pub(crate) const HASH_ALGORITHM: u32 = 1;
 /// Keys whose byte stream fits here are hashed without touching the heap.
 const INLINE: usize = 64;
 
-/// Hashes `key` with the store's fixed algorithm.
-pub(crate) fn stable_hash<K: Hash + ?Sized>(key: &K) -> u64 {
-    let mut hasher = StableHasher { inline: [0; INLINE], len: 0, spill: Vec::new() };
+/// Hashes `key` with the store's fixed algorithm and the store's `seed`.
+pub(crate) fn stable_hash<K: Hash + ?Sized>(key: &K, seed: u64) -> u64 {
+    let mut hasher = StableHasher { inline: [0; INLINE], len: 0, spill: Vec::new(), seed };
     key.hash(&mut hasher);
     hasher.digest()
 }
@@ -30,15 +33,14 @@ struct StableHasher {
     inline: [u8; INLINE],
     len: usize,
     spill: Vec<u8>,
+    seed: u64,
 }
 
 impl StableHasher {
     fn digest(&self) -> u64 {
-        if self.spill.is_empty() {
-            xxhash_rust::xxh3::xxh3_64(&self.inline[..self.len])
-        } else {
-            xxhash_rust::xxh3::xxh3_64(&self.spill)
-        }
+        // XXH3 defines seed 0 as its unseeded form, so format-1 stores (seed 0) hash as before.
+        let bytes = if self.spill.is_empty() { &self.inline[..self.len] } else { &self.spill[..] };
+        xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.seed)
     }
 }
 
@@ -103,19 +105,28 @@ mod tests {
 
     /// Changing any of these values makes every existing store unreadable: never update
     /// them to make this test pass; add a new `HASH_ALGORITHM` and a format migration instead.
+    const SEEDED_42: u64 = 0xfc72_f81e_1561_6341;
+
     #[test]
     fn golden_values() {
-        assert_eq!(stable_hash(&1u64), 0x2fbc_5935_64db_792e);
-        assert_eq!(stable_hash(&42u64), 0xd5a6_f8c8_38df_27c8);
-        assert_eq!(stable_hash(&-5i32), 0x932d_29d1_88c0_83ed);
-        assert_eq!(stable_hash("a"), 0x13ac_ce35_37d6_b799);
-        assert_eq!(stable_hash(&(1u32, -1i64)), 0xe4db_34fc_f3c1_ddbe);
+        assert_eq!(stable_hash(&1u64, 0), 0x2fbc_5935_64db_792e);
+        assert_eq!(stable_hash(&42u64, 0), 0xd5a6_f8c8_38df_27c8);
+        assert_eq!(stable_hash(&-5i32, 0), 0x932d_29d1_88c0_83ed);
+        assert_eq!(stable_hash("a", 0), 0x13ac_ce35_37d6_b799);
+        assert_eq!(stable_hash(&(1u32, -1i64), 0), 0xe4db_34fc_f3c1_ddbe);
         // The stream itself: little-endian integers, str as bytes + 0xff.
-        assert_eq!(stable_hash(&42u64), xxhash_rust::xxh3::xxh3_64(&42u64.to_le_bytes()));
-        assert_eq!(stable_hash("hello"), xxhash_rust::xxh3::xxh3_64(b"hello\xff"));
-        assert_eq!(stable_hash(&"hello".to_string()), stable_hash("hello"));
+        assert_eq!(stable_hash(&42u64, 0), xxhash_rust::xxh3::xxh3_64(&42u64.to_le_bytes()));
+        assert_eq!(stable_hash("hello", 0), xxhash_rust::xxh3::xxh3_64(b"hello\xff"));
+        assert_eq!(stable_hash(&"hello".to_string(), 0), stable_hash("hello", 0));
+        // A store's seed: XXH3-64 with that seed over the same stream.
+        let seed = 0x9e37_79b9_7f4a_7c15;
+        assert_eq!(
+            stable_hash(&42u64, seed),
+            xxhash_rust::xxh3::xxh3_64_with_seed(&42u64.to_le_bytes(), seed)
+        );
+        assert_eq!(stable_hash(&42u64, seed), SEEDED_42);
         // usize is widened, so 32- and 64-bit targets agree.
-        assert_eq!(stable_hash(&7usize), stable_hash(&7u64));
+        assert_eq!(stable_hash(&7usize, 0), stable_hash(&7u64, 0));
     }
 
     #[test]
@@ -123,6 +134,6 @@ mod tests {
         let long = "x".repeat(1000);
         let mut bytes = long.as_bytes().to_vec();
         bytes.push(0xff);
-        assert_eq!(stable_hash(long.as_str()), xxhash_rust::xxh3::xxh3_64(&bytes));
+        assert_eq!(stable_hash(long.as_str(), 0), xxhash_rust::xxh3::xxh3_64(&bytes));
     }
 }

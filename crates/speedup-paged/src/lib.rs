@@ -72,16 +72,55 @@ mod options;
 mod overlay;
 mod page;
 mod record;
+pub mod schema;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 
 pub use dict::{DICT_EXTENSION, DiskDict, Iter};
-pub use error::{Error, Result};
+pub use error::{Activity, Error, Result};
+pub use file::HeaderFallback;
 pub use list::{DiskList, LIST_EXTENSION, ListIter};
 pub use options::{DEFAULT_MAX_PAGES, DEFAULT_SIZE_LIMIT, Options};
 pub use record::Storable;
+pub use schema::{Schema, SchemaWriter, schema_of};
+
+/// Makes your struct or enum storable in one line: derives rkyv's `Archive`, `Serialize`
+/// and `Deserialize` (through the rkyv this crate re-exports, so you need no rkyv
+/// dependency) and a structural [`Schema`].
+///
+/// ```
+/// use speedup_paged::{DiskDict, Options};
+///
+/// #[speedup_paged::storable]
+/// #[derive(Debug, Clone, PartialEq)]
+/// struct Point { x: i32, y: i32 }
+///
+/// # let dir = tempfile::tempdir().unwrap();
+/// let opts = Options::new().location(dir.path());
+/// let mut d: DiskDict<String, Point> = DiskDict::open_with("points", &opts)?;
+/// d.insert("origin".into(), Point { x: 0, y: 0 })?;
+/// assert_eq!(d.get(&"origin".to_string())?, Some(Point { x: 0, y: 0 }));
+/// # Ok::<(), speedup_paged::Error>(())
+/// ```
+///
+/// The store records the type's structure: field names and types, recursively, in order
+/// (see [`schema_of`]). Moving `Point` to another module or crate, or renaming it, keeps
+/// its stores readable; adding, removing, renaming, reordering or retyping a field makes
+/// `open` fail with [`Error::TypeMismatch`], which shows both schemas.
+///
+/// Arguments: `#[storable(version = 2)]` marks an intentional change (stores of another
+/// version refuse to open even where the fields match); `#[storable(crate = path)]` says
+/// where speedup-paged is if it is neither a direct dependency nor reached through the
+/// `pyspeedup` umbrella (both are found on their own). Keys also need `Hash` and `Eq`,
+/// derived as usual.
+pub use speedup_paged_derive::storable;
+
+// `#[storable]` names this crate `::speedup_paged`; this makes that path work inside the
+// crate itself too.
+#[allow(unused_extern_crates)]
+extern crate self as speedup_paged;
 
 /// Re-exported so that users can derive `Archive`, `Serialize` and `Deserialize` for their
 /// own keys and values with the exact rkyv version this crate stores.

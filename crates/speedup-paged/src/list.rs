@@ -15,7 +15,7 @@ use rkyv::util::AlignedVec;
 
 use crate::error::{Error, Result};
 use crate::extent::Extent;
-use crate::file::{Kind, StoreFile};
+use crate::file::{HeaderFallback, Identity, Kind, StoreFile};
 use crate::options::Options;
 use crate::page::{self, Layout, PageView};
 use crate::record::{self, Span, Storable};
@@ -151,8 +151,11 @@ impl<T: Storable> DiskList<T> {
     /// As [`DiskDict::open_with`](crate::DiskDict::open_with).
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
         let path = opts.store_path(name, LIST_EXTENSION)?;
-        let label = format!("DiskList<{}>", record::type_label::<T>());
-        let mut file = StoreFile::open(&path, Kind::List, &label)?;
+        let identity = Identity {
+            current: format!("DiskList<{}>", record::type_identity::<T>()),
+            format_1: format!("DiskList<{}>", record::legacy_type_label::<T>()),
+        };
+        let mut file = StoreFile::open(&path, Kind::List, &identity)?;
         let header = file.header().clone();
         let pages = if header.root.len == 0 {
             Vec::new()
@@ -186,6 +189,15 @@ impl<T: Storable> DiskList<T> {
             dirty: false,
             _items: PhantomData,
         })
+    }
+
+    /// Set if this store opened from its older header slot because the newest one was
+    /// damaged (a torn write or a bit flip): the entries of the last flush before it are
+    /// not in the store. A crash in the middle of a flush does this by design (that flush
+    /// never returned `Ok`); after a flush that did return `Ok`, it means the file was
+    /// damaged since. Also logged with `tracing::warn!`. The next flush repairs the slot.
+    pub fn header_fallback(&self) -> Option<&HeaderFallback> {
+        self.file.fallback()
     }
 
     /// Number of items. O(1), no I/O.

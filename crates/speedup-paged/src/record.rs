@@ -13,19 +13,24 @@ use rkyv::util::AlignedVec;
 use rkyv::{Archive, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::schema::{Schema, schema_of};
 
 /// Every record starts at a multiple of this (the alignment of `AlignedVec`, which is what
 /// rkyv's serializer assumes for position 0).
 pub(crate) const RECORD_ALIGN: usize = 16;
 
 /// A type that can be stored in a [`DiskDict`](crate::DiskDict) or
-/// [`DiskList`](crate::DiskList): rkyv `Archive + Serialize + Deserialize`, with a
-/// validatable archived form (`#[derive(Archive, Serialize, Deserialize)]` gives all of it).
+/// [`DiskList`](crate::DiskList): rkyv `Archive + Serialize + Deserialize` with a
+/// validatable archived form, and a structural [`Schema`] that the store records so that it
+/// is never read back as another type.
 ///
-/// It is implemented for every such type; you never implement it by hand.
+/// It is implemented for every such type; you never implement it by hand. The standard
+/// types have it already; for your own struct or enum, one line does it:
+/// [`#[storable]`](crate::storable).
 ///
 /// ```
-/// #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, PartialEq)]
+/// #[speedup_paged::storable]
+/// #[derive(Debug, PartialEq)]
 /// struct Point { x: i32, y: i32 }
 ///
 /// fn assert_storable<T: speedup_paged::Storable>() {}
@@ -38,6 +43,7 @@ pub trait Storable:
         Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
                       + Deserialize<Self, HighDeserializer<rancor::Error>>,
     > + for<'a, 'b> Serialize<HighSerializer<&'b mut AlignedVec, ArenaHandle<'a>, rancor::Error>>
+    + Schema
     + Sized
 {
 }
@@ -47,6 +53,7 @@ impl<T> Storable for T where
             Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
                           + Deserialize<T, HighDeserializer<rancor::Error>>,
         > + for<'a, 'b> Serialize<HighSerializer<&'b mut AlignedVec, ArenaHandle<'a>, rancor::Error>>
+        + Schema
 {
 }
 
@@ -121,8 +128,16 @@ pub(crate) fn to_owned<T: Storable>(archived: &T::Archived) -> Result<T> {
         .map_err(|e| Error::Serialize { reason: format!("cannot deserialize a stored value: {e}") })
 }
 
-/// A printable name for a type, recorded in store headers so a mismatch can be explained.
-pub(crate) fn type_label<T: Storable>() -> String {
+/// The identity a store records for `T`: its structural schema plus the size and alignment
+/// of its archived form (a belt-and-braces check on hand-written [`Schema`] impls). Stable
+/// across module moves, renames and compiler upgrades; see [`crate::schema`].
+pub(crate) fn type_identity<T: Storable>() -> String {
+    format!("{} [{}/{}]", schema_of::<T>(), size_of::<T::Archived>(), align_of::<T::Archived>())
+}
+
+/// The identity store format 1 recorded: `type_name` plus archived size and alignment.
+/// Only compared when opening a format-1 store, which is then migrated on its next flush.
+pub(crate) fn legacy_type_label<T: Storable>() -> String {
     format!(
         "{} (archived: {} bytes, align {})",
         std::any::type_name::<T>(),

@@ -34,7 +34,11 @@ fn reopening_with_other_types_is_a_type_mismatch() {
     filled_dict(&dir, 3);
     let err = DiskDict::<u64, u32>::open_with("d", &opts(&dir)).unwrap_err();
     assert!(matches!(err, Error::TypeMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("String"), "the message names the stored types: {err}");
+    assert!(
+        err.to_string().contains("DiskDict<u64 [8/8], string [8/4]>"),
+        "the message shows the stored schema: {err}"
+    );
+    assert!(err.to_string().contains("DiskDict<u64 [8/8], u32 [4/4]>"), "and the asked-for one: {err}");
     // Still readable with the right types afterwards: the failed open changed nothing.
     let d: DiskDict<u64, String> = DiskDict::open_with("d", &opts(&dir)).unwrap();
     assert_eq!(d.len(), 3);
@@ -146,6 +150,32 @@ fn a_torn_header_slot_falls_back_to_the_other_one() {
     let d: DiskDict<u64, u64> = DiskDict::open_with("d", &o).unwrap();
     assert_eq!(d.get(&1).unwrap(), Some(10), "the older, complete header is used");
     assert_eq!(d.len(), 1);
+    // ... and the caller can find out that the last flush was lost.
+    let fallback = d.header_fallback().expect("the fallback is reported");
+    assert_eq!((fallback.damaged_slot_offset, fallback.opened_generation), (4096, 2));
+    let mut d = d;
+    d.insert(3, 30).unwrap();
+    d.close().unwrap(); // rewrites the damaged slot
+    let d: DiskDict<u64, u64> = DiskDict::open_with("d", &o).unwrap();
+    assert_eq!(d.header_fallback(), None, "repaired by the next flush");
+    assert_eq!(d.len(), 2);
+}
+
+#[test]
+fn an_undamaged_store_reports_no_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = opts(&dir);
+    let mut d: DiskDict<u64, u64> = DiskDict::open_with("d", &o).unwrap();
+    assert_eq!(d.header_fallback(), None, "a new store (slot B never written)");
+    d.insert(1, 1).unwrap();
+    d.close().unwrap();
+    let mut l: DiskList<u64> = DiskList::open_with("l", &o).unwrap();
+    l.push(1).unwrap();
+    l.flush().unwrap();
+    l.push(2).unwrap();
+    l.close().unwrap();
+    assert_eq!(DiskDict::<u64, u64>::open_with("d", &o).unwrap().header_fallback(), None);
+    assert_eq!(DiskList::<u64>::open_with("l", &o).unwrap().header_fallback(), None);
 }
 
 #[test]

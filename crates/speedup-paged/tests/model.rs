@@ -161,3 +161,61 @@ proptest! {
         }
     }
 }
+
+/// The smallest settings (one item per page, one page in memory) at scale: 100k operations
+/// (`SPEEDUP_SMALL_OPS`) on both stores, against `HashMap` / `Vec`, with flushes and a
+/// reopen. Tiny pages used to split the directory to 2^30 slots on colliding hash bits.
+#[test]
+fn smallest_settings_at_scale_behave_like_std() {
+    let ops: u64 = std::env::var("SPEEDUP_SMALL_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let dir = tempfile::tempdir().unwrap();
+        // size_limit(0) is clamped to 1, like the original's minimum.
+        let opts = Options::new().location(dir.path()).size_limit(0).max_pages(1);
+        assert_eq!(opts.get_size_limit(), 1);
+        let mut d: DiskDict<u64, u64> = DiskDict::open_with("small", &opts).unwrap();
+        let mut l: DiskList<u64> = DiskList::open_with("small", &opts).unwrap();
+        let mut model = HashMap::new();
+        let mut list = Vec::new();
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..ops {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = x % 40_000;
+            match x % 10 {
+                0..=5 => assert_eq!(d.insert(k, i).unwrap(), model.insert(k, i)),
+                6 => assert_eq!(d.remove(&k).unwrap(), model.remove(&k)),
+                _ => assert_eq!(d.get(&k).unwrap(), model.get(&k).copied()),
+            }
+            match x % 7 {
+                0 if !list.is_empty() => assert_eq!(l.pop().unwrap(), list.pop()),
+                1 if !list.is_empty() => {
+                    let at = (k as usize) % list.len();
+                    assert_eq!(l.set(at, i).unwrap(), std::mem::replace(&mut list[at], i));
+                }
+                _ => {
+                    l.push(i).unwrap();
+                    list.push(i);
+                }
+            }
+            if i % 25_000 == 24_999 {
+                d.flush().unwrap();
+                l.flush().unwrap();
+            }
+        }
+        d.close().unwrap();
+        l.close().unwrap();
+        let d: DiskDict<u64, u64> = DiskDict::open_with("small", &opts).unwrap();
+        let l: DiskList<u64> = DiskList::open_with("small", &opts).unwrap();
+        assert_eq!(d.len(), model.len());
+        for (k, v) in &model {
+            assert_eq!(d.get(k).unwrap(), Some(*v));
+        }
+        assert_eq!(l.iter().map(Result::unwrap).collect::<Vec<_>>(), list);
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(300))
+        .expect("100k operations on one-item pages took over 5 minutes");
+}

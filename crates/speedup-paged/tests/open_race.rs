@@ -30,6 +30,23 @@ fn with_deadline<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Sen
     rx.recv_timeout(limit).expect("the race did not finish within its deadline")
 }
 
+/// Opens the store once every racer is done. A lock can outlive `close` by a moment when
+/// another test of this binary forks a child at that instant: the child holds a copy of
+/// every descriptor until its `exec` closes them (flock belongs to the open file, which the
+/// copy shares). So `Locked` is retried briefly here; any other error fails.
+fn reopen(dir: &Path) -> DiskDict<u64, u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match DiskDict::<u64, u64>::open_with("race", &opts(dir)) {
+            Ok(d) => return d,
+            Err(Error::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("the store does not reopen after the race: {e}"),
+        }
+    }
+}
+
 /// What one opener did: `Some(id)` if it held the store and flushed its entry.
 fn open_insert_flush_hold(dir: &Path, id: u64, holders: Option<&AtomicUsize>) -> Option<u64> {
     match DiskDict::<u64, u64>::open_with("race", &opts(dir)) {
@@ -76,7 +93,7 @@ fn threads_racing_to_create_one_store_get_one_handle_and_lose_no_flush() {
             assert!(!acknowledged.is_empty(), "round {round}: nobody got the store");
             won += acknowledged.len();
             locked += threads - acknowledged.len();
-            let d = DiskDict::<u64, u64>::open_with("race", &opts(dir.path())).unwrap();
+            let d = reopen(dir.path());
             for id in &acknowledged {
                 assert_eq!(d.get(id).unwrap(), Some(id * 10), "round {round}: a flushed entry was lost");
             }
@@ -171,7 +188,7 @@ fn processes_racing_to_create_one_store_get_one_handle_and_lose_no_flush() {
         }
         won += acknowledged.len();
         locked += 6 - acknowledged.len();
-        let d = DiskDict::<u64, u64>::open_with("race", &opts(dir.path())).unwrap();
+        let d = reopen(dir.path());
         for id in &acknowledged {
             assert_eq!(d.get(id).unwrap(), Some(id * 10), "round {round}: a flushed entry was lost");
         }

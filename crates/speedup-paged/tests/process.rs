@@ -278,6 +278,15 @@ fn child_disk_full() {
     for k in (0..1_000).chain(accepted) {
         assert_eq!(d.get(&k).unwrap(), Some(value_for(k)), "key {k}");
     }
+    // Creating a store on a full disk: an error that fits an open, and nothing left behind.
+    set_limit(0);
+    let err = DiskDict::<u64, u64>::open_with("fresh", &opts).unwrap_err();
+    assert!(matches!(err, Error::DiskFull { during: speedup_paged::Activity::Creating, .. }), "{err}");
+    assert!(!err.to_string().contains("flush"), "{err}");
+    println!("create on a full disk: {err}");
+    set_limit(u64::MAX);
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!names.iter().any(|n| n.to_string_lossy().contains("fresh")), "left behind: {names:?}");
     println!("disk-full-ok");
 }
 
@@ -288,4 +297,58 @@ fn a_full_disk_is_an_error_and_a_retry_loses_nothing() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("disk-full-ok"), "child failed:\n{stdout}");
+}
+
+/// Child: 100k random u64 keys with one item per page and one page in memory, flushed and
+/// reopened; prints RssAnon before and at its peak.
+#[test]
+fn child_small_pages_memory() {
+    let Some((role, dir)) = child_role() else { return };
+    if role != "small-pages" {
+        return;
+    }
+    let n = knob("SPEEDUP_SMALL_PAGES_ENTRIES", 100_000);
+    let base = rss_anon_kib();
+    let opts = Options::new().location(&dir).size_limit(1).max_pages(1);
+    let mut d: DiskDict<u64, u64> = DiskDict::open_with("small", &opts).unwrap();
+    let mut peak = 0;
+    let mut x = 0x1234_5678_9ABC_DEF1u64;
+    for i in 0..n {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        d.insert(x, i).unwrap();
+        if i.is_multiple_of(10_000) {
+            peak = peak.max(rss_anon_kib());
+        }
+    }
+    d.close().unwrap();
+    let d: DiskDict<u64, u64> = DiskDict::open_with("small", &opts).unwrap();
+    assert_eq!(d.len() as u64, n);
+    peak = peak.max(rss_anon_kib());
+    println!("small-pages-kib {base} {peak}");
+}
+
+#[test]
+fn one_item_pages_keep_memory_proportional_to_the_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = spawn_child("child_small_pages_memory", "small-pages", dir.path());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "small-pages child failed");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let figures: Vec<u64> = stdout
+        .lines()
+        .find_map(|l| l.split("small-pages-kib ").nth(1))
+        .expect("child printed its figures")
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let (base, peak) = (figures[0], figures[1]);
+    let n = knob("SPEEDUP_SMALL_PAGES_ENTRIES", 100_000);
+    // The documented bound (crate docs, "Memory"): about 200 bytes of page index and
+    // directory per bucket, at most 4 buckets per page of entries, plus 64.
+    let bound_kib = (n * 4 + 64) * 200 / 1024;
+    eprintln!(
+        "RssAnon with {n} entries on one-item pages: {} KiB over a base of {base} KiB (bound {bound_kib} KiB)",
+        peak - base
+    );
+    assert!(peak - base < bound_kib, "RssAnon grew by {} KiB, over the {bound_kib} KiB bound", peak - base);
 }
