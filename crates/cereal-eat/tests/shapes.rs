@@ -271,6 +271,7 @@ fn crafted() -> impl Strategy<Value = Crafted> {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "Miri cannot map files")]
 fn issue_13_examples() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
