@@ -80,6 +80,9 @@ const OPEN_OR_CREATE_ATTEMPTS: usize = 64;
 ///   mapped keep working on the old, now nameless store, while a new `create` or
 ///   `open_or_create` at the path starts a new one: the two groups no longer see each
 ///   other's writes. Remove a store only once nobody uses it.
+/// - A store is a sparse file: its pages get memory (or disk blocks) when first written.
+///   If the filesystem is full at that moment (a full `/dev/shm` included), the writing
+///   process gets **SIGBUS** too. Put stores where their full size fits.
 /// - A process killed in the middle of `create` may leave a temporary file named
 ///   `.NAME.XXXXXX.cereal-tmp` next to the store; it is never opened and can be deleted.
 ///

@@ -72,8 +72,13 @@ proptest! {
         match (model_split(&shape, len, n), result) {
             (Some(lengths), Ok((whole, segments))) => {
                 prop_assert_eq!(segments.iter().map(|s| s.len()).collect::<Vec<_>>(), lengths);
-                for s in &segments {
+                let mut segments = segments;
+                for s in &mut segments {
                     prop_assert_eq!(model_count(s.shape()), Some(s.len()));
+                    // The n-dimensional view of any accepted shape exists (no panic).
+                    let shape = s.shape().to_vec();
+                    let view = s.view_mut();
+                    prop_assert_eq!(view.shape(), &shape[..]);
                 }
                 prop_assert_eq!(whole.join(segments).expect("every segment back").len(), len);
             }
