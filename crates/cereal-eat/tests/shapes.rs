@@ -89,7 +89,9 @@ proptest! {
 
     #[test]
     fn miri_split_writes_stay_inside_each_segment((shape, len, n) in shape_and_len()) {
-        prop_assume!(len <= 4096);
+        if len > 4096 {
+            return Ok(()); // too big to fill; `miri_split_gives_exactly_the_models_segments` covers it
+        }
         let result = split(vec![u16::MAX; len], &shape, n);
         match (model_split(&shape, len, n), result) {
             (Some(_), Ok((whole, mut segments))) => {
@@ -127,7 +129,9 @@ proptest! {
             .map(|count| HEADER + 8 * count as u128)
             .filter(|&b| (1..=8).contains(&shape.len()) && b <= isize::MAX as u128);
         // Possible but huge stores would be real (sparse) files: leave them to the unit tests.
-        prop_assume!(bytes.is_none_or(|b| b <= 1 << 20));
+        if bytes.is_some_and(|b| b > 1 << 20) {
+            return Ok(());
+        }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
         match (bytes, SharedArray::<u64>::create(&path, &shape)) {
