@@ -151,7 +151,19 @@ fn miri() -> Result {
 fn soak() -> Result {
     cargo(
         &["test", "--release", "-p", "speedup-paged", "--test", "process"],
-        &[("SPEEDUP_CRASH_ROUNDS", "200"), ("SPEEDUP_MEMORY_ENTRIES", "10000000")],
+        &[
+            ("SPEEDUP_CRASH_ROUNDS", "200"),
+            ("SPEEDUP_MEMORY_ENTRIES", "10000000"),
+            ("SPEEDUP_SMALL_PAGES_ENTRIES", "1000000"),
+        ],
+    )?;
+    cargo(
+        &["test", "--release", "-p", "speedup-paged", "--test", "open_race"],
+        &[("SPEEDUP_RACE_ROUNDS", "500")],
+    )?;
+    cargo(
+        &["test", "--release", "-p", "speedup-paged", "--test", "model", "smallest"],
+        &[("SPEEDUP_SMALL_OPS", "2000000")],
     )?;
     cargo(
         &[
@@ -170,7 +182,8 @@ fn soak() -> Result {
 }
 
 /// Crates in dependency order: a crate comes after everything it depends on.
-const CRATES: [&str; 5] = ["speedup-paged", "cereal-eat", "speedup-buffer", "speedup-cache", "pyspeedup"];
+const CRATES: [&str; 6] =
+    ["speedup-paged-derive", "speedup-paged", "cereal-eat", "speedup-buffer", "speedup-cache", "pyspeedup"];
 
 fn release() -> Result {
     let root = root();

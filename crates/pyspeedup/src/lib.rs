@@ -53,7 +53,7 @@ pub mod prelude {
     pub use speedup_cache::Cache;
     #[cfg(feature = "paged")]
     #[doc(no_inline)]
-    pub use speedup_paged::{DiskDict, DiskList, Options as PagedOptions};
+    pub use speedup_paged::{DiskDict, DiskList, Options as PagedOptions, storable};
 }
 
 /// The README's examples, compiled and run as doctests so they stay true.

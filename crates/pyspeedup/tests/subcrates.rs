@@ -11,6 +11,28 @@ fn paged() {
     assert_eq!(l.get(0).unwrap(), Some(7));
 }
 
+/// `#[storable]` through the umbrella. A crate that depends on `pyspeedup` alone gets the
+/// `pyspeedup::paged` path found from its Cargo.toml; here, where speedup-paged is a
+/// dependency too, the path is given to exercise that form.
+#[cfg(feature = "paged")]
+#[test]
+fn paged_storable_through_the_umbrella() {
+    use pyspeedup::paged::{DiskDict, Options};
+
+    #[pyspeedup::prelude::storable(crate = pyspeedup::paged)]
+    #[derive(Debug, PartialEq)]
+    struct Point {
+        x: i32,
+        y: i32,
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut d: DiskDict<u8, Point> = DiskDict::open_with("p", &Options::new().location(dir.path())).unwrap();
+    d.insert(1, Point { x: 1, y: 2 }).unwrap();
+    assert_eq!(d.get(&1).unwrap(), Some(Point { x: 1, y: 2 }));
+    assert_eq!(pyspeedup::paged::schema_of::<Point>(), "struct{x:i32,y:i32}");
+}
+
 #[cfg(feature = "cache")]
 #[test]
 fn cache() {

@@ -9,6 +9,12 @@
 //!
 //! ```
 //! use speedup_paged::{DiskDict, DiskList, Options};
+//!
+//! // Your own type: one line makes it storable.
+//! #[speedup_paged::storable]
+//! #[derive(Debug, Clone, PartialEq)]
+//! struct Point { x: i32, y: i32 }
+//!
 //! # let dir = tempfile::tempdir().unwrap();
 //! let opts = Options::new().location(dir.path()).size_limit(1024).max_pages(16);
 //!
@@ -17,10 +23,10 @@
 //! assert_eq!(d.get(&3)?.as_deref(), Some("d"));
 //! assert_eq!(d.get(&4)?, None);                    // missing is Ok(None), not an error
 //!
-//! let mut l: DiskList<u64> = DiskList::open_with("list", &opts)?;
-//! l.push(7)?;
-//! assert_eq!(l.set(0, 8)?, 7);
-//! assert_eq!(l.get(0)?, Some(8));
+//! let mut l: DiskList<Point> = DiskList::open_with("points", &opts)?;
+//! l.push(Point { x: 7, y: -7 })?;
+//! assert_eq!(l.set(0, Point { x: 8, y: -8 })?, Point { x: 7, y: -7 });
+//! assert_eq!(l.get(0)?, Some(Point { x: 8, y: -8 }));
 //! assert_eq!(l.get(1)?, None);                     // like Vec::get
 //!
 //! d.flush()?;                                      // durable from here on
@@ -35,9 +41,14 @@
 //!   `remove` are O(n / size_limit + size_limit). `len` is O(1) without I/O.
 //! - **Memory.** Anonymous memory is bounded by the options, not by the number of entries:
 //!   at most `size_limit × max_pages` entries wait in the write overlay (dict) or sit in
-//!   resident pages (list), plus a page index of about 50 bytes per page on disk. Reads go
-//!   through a read-only shared mapping of the file: those pages are file-backed, so the
-//!   kernel can drop them under pressure; they never go to swap.
+//!   resident pages (list), plus a page index: about 200 bytes per page for a dict (its
+//!   bucket and at most 16 directory slots; there are at most 64 plus 4 × entries /
+//!   `size_limit` buckets) and about 50 per page for a list. This holds for every accepted option
+//!   (`size_limit(1)` included: 100k entries take 17 MiB) and for any keys: hashes are
+//!   seeded per store, and keys whose hashes collide anyway share an oversized page
+//!   instead of growing the directory. Reads go through a read-only shared mapping of the
+//!   file: those pages are file-backed, so the kernel can drop them under pressure; they
+//!   never go to swap.
 //! - **Durability.** When [`DiskDict::flush`] / [`DiskList::flush`] returns `Ok`, everything
 //!   written before it survives a crash or a power cut. Pages are written copy-on-write and
 //!   a new header is switched in only after they are synced; killing the process at any
@@ -45,13 +56,26 @@
 //!   reports errors; `Drop` flushes and logs errors through `tracing`.
 //! - **Integrity.** Every page, the root and each header slot carry an XXH3-64 checksum, and
 //!   every archived record is validated by rkyv before it is read without checks. A torn,
-//!   truncated or bit-flipped file gives [`Error::Corrupt`], never a panic or wrong data.
+//!   truncated or bit-flipped file gives [`Error::Corrupt`], never a panic or wrong data,
+//!   with one exception by design: the header has two slots so that a crash while writing
+//!   one leaves the other; if the newest slot is damaged the store opens from the older
+//!   one, one flush back. After a bit flip that loses an acknowledged flush, so the open
+//!   logs a warning and [`DiskDict::header_fallback`] / [`DiskList::header_fallback`]
+//!   report it.
+//! - **Types.** A store records the structure of its key and value types (field names and
+//!   types, recursively; see [`schema_of`]), never their names or modules: moving or
+//!   renaming a type keeps its stores, while opening with other fields is
+//!   [`Error::TypeMismatch`] showing both schemas. Stores written by format 1 (type names)
+//!   open as before and switch on their next flush.
 //! - **Processes and threads.** A store is locked exclusively while open: a second handle,
-//!   in this or another process, gets [`Error::Locked`]. Both types are `Send + Sync`: reads
-//!   take `&self` and run in parallel without locks; writes take `&mut self`.
+//!   in this or another process, gets [`Error::Locked`], also when several openers create
+//!   a new store at the same instant (a new file is linked into place complete, never
+//!   over an existing one). Both types are `Send + Sync`: reads take `&self` and run in
+//!   parallel without locks; writes take `&mut self`.
 //! - **Stable placement.** Keys are placed by a fixed, documented hash (XXH3-64 of the key's
-//!   little-endian `Hash` stream, recorded in the header), so a store finds its keys after
-//!   any dependency upgrade. The file format is described in `docs/paged-format.md`.
+//!   little-endian `Hash` stream, with a seed drawn when the store is created and kept in
+//!   its header), so a store finds its keys after any dependency upgrade. The file format
+//!   is described in `docs/paged-format.md`.
 //!
 //! # Files
 //!

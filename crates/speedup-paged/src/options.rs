@@ -55,6 +55,9 @@ impl Options {
     }
 
     /// Items per page (the seed's `size_limit`). Clamped to `1..=1_000_000`.
+    ///
+    /// Every value keeps memory within the crate's bound ("Memory" in the crate docs);
+    /// small values cost a page index entry (about 200 bytes for a dict) per few items.
     pub fn size_limit(mut self, items: usize) -> Self {
         self.size_limit = items.clamp(1, 1_000_000);
         self
