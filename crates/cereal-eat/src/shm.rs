@@ -231,7 +231,7 @@ impl<T: AtomicElement> SharedArray<T> {
             return Err(Error::TypeMismatch {
                 path: path.to_path_buf(),
                 expected: format!("elements of {}", T::NAME),
-                found: format!("elements with tag {tag} (not {})", T::NAME),
+                found: format!("elements of {}", element_name(tag)),
             });
         }
         let Some((len, expected)) =
@@ -345,6 +345,13 @@ fn word(map: &MmapRaw, at: usize) -> &AtomicU64 {
 /// bytes may change under us at any time (other processes write them).
 fn map_file(path: &Path, file: &File) -> Result<MmapRaw> {
     MmapRaw::map_raw(file).map_err(|source| Error::Io { path: path.to_path_buf(), source })
+}
+
+/// The element type a header's tag stands for (the tags of `AtomicElement`).
+fn element_name(tag: u32) -> String {
+    const NAMES: [&str; 10] = ["u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "f32", "f64"];
+    let name = tag.checked_sub(1).and_then(|i| NAMES.get(i as usize));
+    name.map_or_else(|| format!("an unknown type (tag {tag})"), |name| (*name).to_string())
 }
 
 fn not_shared(path: &Path, reason: String) -> Error {
@@ -533,6 +540,15 @@ mod tests {
         assert!(matches!(r, Err(Error::NotShared { .. })), "{r:?}");
         let r = anonymous::<u32>(&header, DATA);
         assert!(matches!(r, Err(Error::TypeMismatch { .. })), "{r:?}");
+        assert!(
+            r.unwrap_err().to_string().contains("holds elements of f32, but was opened as elements of u32")
+        );
+        fn named<T: AtomicElement>() -> bool {
+            element_name(T::TAG) == T::NAME
+        }
+        assert!(named::<u8>() && named::<u16>() && named::<u32>() && named::<u64>() && named::<i8>());
+        assert!(named::<i16>() && named::<i32>() && named::<i64>() && named::<f32>() && named::<f64>());
+        assert_eq!(element_name(0), "an unknown type (tag 0)");
     }
 
     #[test]
