@@ -130,6 +130,8 @@ fn bench_shm(c: &Config) {
     let path = dir.path().join("store");
     let label = format!("add one to every element of a {} MiB shared store", (cells * 8) >> 20);
     let run = |parts: usize| {
+        // `create` refuses an existing file (it never truncates a live array): start afresh.
+        let _ = std::fs::remove_file(&path);
         let _store: SharedArray<u64> = SharedArray::create(&path, &[cells]).unwrap();
         let start = Instant::now();
         let children: Vec<_> = (0..parts)

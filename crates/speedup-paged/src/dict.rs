@@ -267,6 +267,23 @@ where
         Ok(old)
     }
 
+    /// Inserts without returning (so without deserializing) the old value.
+    fn insert_only(&mut self, key: K, value: V) -> Result<()> {
+        self.make_room()?;
+        let hash = stable_hash(&key, self.hash_seed);
+        let existed = self.overlay.find(hash, &key).map(|p| p.put.is_some());
+        let existed = match existed {
+            Some(live) => live,
+            None => self.find_on_disk(hash, &key)?.is_some(),
+        };
+        self.overlay.put(hash, key, &value)?;
+        if !existed {
+            self.len += 1;
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
     /// Removes `key` and returns its value, if it was present.
     ///
     /// # Errors
@@ -293,6 +310,94 @@ where
         self.len -= 1;
         self.dirty = true;
         Ok(Some(old))
+    }
+
+    /// Iterates over all keys, in no particular order (values are not deserialized).
+    pub fn keys(&self) -> Keys<'_, K, V> {
+        Keys { inner: self.iter() }
+    }
+
+    /// Iterates over all values, in no particular order.
+    pub fn values(&self) -> Values<'_, K, V> {
+        Values { inner: self.iter() }
+    }
+
+    /// The entry for `key`, to read it or insert it in one step.
+    ///
+    /// ```
+    /// # use speedup_paged::{DiskDict, Options};
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let mut words: DiskDict<String, u32> = DiskDict::open_with("words", &Options::new().location(dir.path()))?;
+    /// assert_eq!(words.entry("a".into()).or_insert(1)?, 1);
+    /// assert_eq!(words.entry("a".into()).or_insert(5)?, 1); // already there
+    /// assert_eq!(words.entry("b".into()).or_default()?, 0);
+    /// # Ok::<(), speedup_paged::Error>(())
+    /// ```
+    pub fn entry(&mut self, key: K) -> Entry<'_, K, V> {
+        Entry { dict: self, key }
+    }
+
+    /// Inserts every pair of `pairs`, in order (later pairs win, as in `HashMap::extend`).
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::insert`]: the first error stops the extension; the pairs before it
+    /// are in the dict, the failed one and those after it are not.
+    pub fn extend(&mut self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        for (key, value) in pairs {
+            self.insert_only(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every entry. No I/O: the pages are freed, and the next
+    /// [`flush`](DiskDict::flush) makes the empty dict durable.
+    pub fn clear(&mut self) {
+        for bucket in std::mem::take(&mut self.buckets) {
+            self.file.release(bucket.page);
+        }
+        self.buckets.push(Bucket::empty(0, 0));
+        (self.global_depth, self.dir) = (0, vec![0]);
+        self.overlay.clear();
+        self.len = 0;
+        self.dirty = true;
+    }
+
+    /// Keeps only the entries for which `keep(&key, &value)` returns `true`.
+    ///
+    /// Unlike `HashMap::retain`, `keep` sees the value by shared reference: a value lives
+    /// on disk, and changing it means [`insert`](DiskDict::insert)ing it again.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::flush`] (pending writes are merged into their pages first) and
+    /// [`DiskDict::remove`]. On an error, the entries visited so far have been filtered;
+    /// the rest are unchanged.
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) -> Result<()> {
+        // With the overlay merged, every entry is in exactly one page. Removing only adds
+        // tombstones, which never split a bucket, so bucket indices stay valid.
+        self.merge_overlay()?;
+        for bucket in 0..self.buckets.len() {
+            let mut doomed = Vec::new();
+            if let Some(view) = self.page(bucket)? {
+                for i in 0..view.len() {
+                    // SAFETY: `page` validated every record of the page.
+                    let key = record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
+                    if self.overlay.find(view.hash(i), &key).is_some() {
+                        continue; // removed by an earlier step of this call
+                    }
+                    // SAFETY: as above.
+                    let value = record::to_owned::<V>(unsafe { record::archived::<V>(view.record(i, 1)) })?;
+                    if !keep(&key, &value) {
+                        doomed.push(key);
+                    }
+                }
+            }
+            for key in doomed {
+                self.remove(&key)?;
+            }
+        }
+        Ok(())
     }
 
     /// Iterates over all entries, in no particular order, deserialized.
@@ -513,18 +618,18 @@ where
 }
 
 /// One merged entry: hash, key record, value record (borrowed from a page or the overlay).
-type Entry<'a> = (u64, &'a [u8], &'a [u8]);
+type Merged<'a> = (u64, &'a [u8], &'a [u8]);
 
 /// The page's entries overridden by the overlay, in hash order.
 fn merge_entries<'a, K: Storable + Eq>(
     view: Option<PageView<'a>>,
     overlay: &'a Overlay<K>,
     ops: &'a [Pending<K>],
-) -> Result<Vec<Entry<'a>>> {
+) -> Result<Vec<Merged<'a>>> {
     let disk_len = view.map_or(0, |v| v.len());
     let mut out = Vec::with_capacity(disk_len + ops.len());
     let mut next_op = 0;
-    let emit_op = |p: &'a Pending<K>, out: &mut Vec<Entry<'a>>| {
+    let emit_op = |p: &'a Pending<K>, out: &mut Vec<Merged<'a>>| {
         if let Some((key, value)) = p.put {
             out.push((p.hash, overlay.bytes(key), overlay.bytes(value)));
         }
@@ -557,7 +662,7 @@ fn merge_entries<'a, K: Storable + Eq>(
 struct Group<'a> {
     local_depth: u8,
     prefix: u64,
-    entries: Vec<Entry<'a>>,
+    entries: Vec<Merged<'a>>,
 }
 
 /// How deep the directory may be with `buckets` buckets: `ceil(log2(buckets)) + DEPTH_SLACK`
@@ -588,7 +693,7 @@ fn bucket_budget(entries: u64, size_limit: usize) -> u64 {
 /// (so each group stays sorted by hash). A group whose hashes cannot be told apart below
 /// the cap stays whole: one big page, never a runaway directory.
 fn split(
-    entries: Vec<Entry<'_>>,
+    entries: Vec<Merged<'_>>,
     local_depth: u8,
     prefix: u64,
     limit: usize,
@@ -620,12 +725,12 @@ fn split(
         let affordable = (u64::BITS - 1 - (spare + 1).leading_zeros()) as u8; // floor(log2(spare + 1))
         let bits = (wanted.trailing_zeros() as u8).clamp(1, max_depth - g.local_depth).min(affordable);
         let fanout = 1usize << bits;
-        let slot = |e: &Entry<'_>| ((e.0 >> g.local_depth) as usize) & (fanout - 1);
+        let slot = |e: &Merged<'_>| ((e.0 >> g.local_depth) as usize) & (fanout - 1);
         let mut sizes = vec![0usize; fanout];
         for e in &g.entries {
             sizes[slot(e)] += 1;
         }
-        let mut parts: Vec<Vec<Entry<'_>>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
+        let mut parts: Vec<Vec<Merged<'_>>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
         for e in g.entries {
             parts[slot(&e)].push(e);
         }
@@ -638,7 +743,7 @@ fn split(
     out
 }
 
-fn encode_group(entries: &[Entry<'_>]) -> AlignedVec {
+fn encode_group(entries: &[Merged<'_>]) -> AlignedVec {
     let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
     let records: Vec<&[u8]> = entries.iter().flat_map(|e| [e.1, e.2]).collect();
     page::encode(Some(&hashes), 2, &records)
@@ -751,14 +856,14 @@ impl<K: Storable + Hash + Eq, V: Storable> fmt::Debug for Iter<'_, K, V> {
     }
 }
 
-impl<K, V> Iterator for Iter<'_, K, V>
+impl<'a, K, V> Iter<'a, K, V>
 where
     K: Storable + Hash + Eq,
     V: Storable,
 {
-    type Item = Result<(K, V)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next live entry: its key, deserialized (needed to tell whether a newer write
+    /// shadows it), and its value, still archived, so `keys()` never deserializes values.
+    fn next_entry(&mut self) -> Option<Result<(K, &'a V::Archived)>> {
         let dict = self.dict;
         while self.bucket < dict.buckets.len() {
             let view = match dict.page(self.bucket) {
@@ -783,8 +888,7 @@ where
                 continue; // shadowed by a newer write, reported from the overlay below
             }
             // SAFETY: as above.
-            let value = record::to_owned::<V>(unsafe { record::archived::<V>(view.record(i, 1)) });
-            return Some(value.map(|v| (key, v)));
+            return Some(Ok((key, unsafe { record::archived::<V>(view.record(i, 1)) })));
         }
         for p in self.overlay.by_ref() {
             if let Some((key, value)) = p.put {
@@ -795,10 +899,133 @@ where
                         record::archived::<V>(dict.overlay.bytes(value)),
                     )
                 };
-                return Some(record::to_owned::<K>(k).and_then(|k| Ok((k, record::to_owned::<V>(v)?))));
+                return Some(record::to_owned::<K>(k).map(|k| (k, v)));
             }
         }
         None
+    }
+}
+
+impl<K, V> Iterator for Iter<'_, K, V>
+where
+    K: Storable + Hash + Eq,
+    V: Storable,
+{
+    type Item = Result<(K, V)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let entry = self.next_entry()?;
+        Some(entry.and_then(|(k, v)| Ok((k, record::to_owned::<V>(v)?))))
+    }
+}
+
+impl<'a, K: Storable + Hash + Eq, V: Storable> IntoIterator for &'a DiskDict<K, V> {
+    type Item = Result<(K, V)>;
+    type IntoIter = Iter<'a, K, V>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// Iterator over a [`DiskDict`]'s keys; see [`DiskDict::keys`].
+pub struct Keys<'a, K: Storable + Hash + Eq, V: Storable> {
+    inner: Iter<'a, K, V>,
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> fmt::Debug for Keys<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys").field("inner", &self.inner).finish()
+    }
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> Iterator for Keys<'_, K, V> {
+    type Item = Result<K>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.inner.next_entry()?.map(|(k, _)| k))
+    }
+}
+
+/// Iterator over a [`DiskDict`]'s values; see [`DiskDict::values`].
+pub struct Values<'a, K: Storable + Hash + Eq, V: Storable> {
+    inner: Iter<'a, K, V>,
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> fmt::Debug for Values<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Values").field("inner", &self.inner).finish()
+    }
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> Iterator for Values<'_, K, V> {
+    type Item = Result<V>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.inner.next_entry()?.and_then(|(_, v)| record::to_owned::<V>(v)))
+    }
+}
+
+/// A key's place in a [`DiskDict`], present or not; see [`DiskDict::entry`].
+///
+/// Values live on disk, so an entry hands out owned values (a copy of what is stored),
+/// not references.
+pub struct Entry<'a, K: Storable + Hash + Eq, V: Storable> {
+    dict: &'a mut DiskDict<K, V>,
+    key: K,
+}
+
+impl<K: Storable + Hash + Eq + fmt::Debug, V: Storable> fmt::Debug for Entry<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry").field("key", &self.key).finish()
+    }
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> Entry<'_, K, V> {
+    /// The entry's key.
+    pub fn key(&self) -> &K {
+        &self.key
+    }
+
+    /// The stored value, after inserting `default` if the key was absent.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::get`] and [`DiskDict::insert`].
+    pub fn or_insert(self, default: V) -> Result<V> {
+        self.or_insert_with(|| default)
+    }
+
+    /// The stored value, after inserting `make()` if the key was absent (`make` runs only
+    /// then).
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::get`] and [`DiskDict::insert`].
+    pub fn or_insert_with(self, make: impl FnOnce() -> V) -> Result<V> {
+        if let Some(value) = self.dict.get(&self.key)? {
+            return Ok(value);
+        }
+        let value = make();
+        let hash = stable_hash(&self.key, self.dict.hash_seed);
+        // Insert the archived bytes, then read them back: no `V: Clone` needed.
+        self.dict.make_room()?;
+        self.dict.overlay.put(hash, self.key, &value)?;
+        self.dict.len += 1;
+        self.dict.dirty = true;
+        Ok(value)
+    }
+
+    /// The stored value, after inserting `V::default()` if the key was absent.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskDict::get`] and [`DiskDict::insert`].
+    pub fn or_default(self) -> Result<V>
+    where
+        V: Default,
+    {
+        self.or_insert_with(V::default)
     }
 }
 

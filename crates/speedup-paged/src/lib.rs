@@ -102,7 +102,7 @@ pub mod schema;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use dict::{DICT_EXTENSION, DiskDict, Iter};
+pub use dict::{DICT_EXTENSION, DiskDict, Entry, Iter, Keys, Values};
 pub use error::{Activity, Error, Result};
 pub use file::HeaderFallback;
 pub use list::{DiskList, LIST_EXTENSION, ListIter};

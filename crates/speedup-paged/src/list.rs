@@ -377,9 +377,78 @@ impl<T: Storable> DiskList<T> {
         }
     }
 
-    /// Iterates over the items in order, deserialized.
+    /// Iterates over the items in order, deserialized; from both ends, with an exact length.
     pub fn iter(&self) -> ListIter<'_, T> {
-        ListIter { list: self, index: 0 }
+        ListIter { list: self, index: 0, end: self.len() }
+    }
+
+    /// The first item, or `Ok(None)` if the list is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskList::get`].
+    pub fn first(&self) -> Result<Option<T>> {
+        self.get(0)
+    }
+
+    /// The last item, or `Ok(None)` if the list is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskList::get`].
+    pub fn last(&self) -> Result<Option<T>> {
+        match self.len() {
+            0 => Ok(None),
+            n => self.get(n - 1),
+        }
+    }
+
+    /// Appends every item of `items`, in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskList::push`]: the first error stops the extension; the items before it are
+    /// in the list, the failed one and those after it are not.
+    pub fn extend(&mut self, items: impl IntoIterator<Item = T>) -> Result<()> {
+        for item in items {
+            self.push(item)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every item. No I/O: the pages are freed, and the next
+    /// [`flush`](DiskList::flush) makes the empty list durable.
+    pub fn clear(&mut self) {
+        for id in std::mem::take(&mut self.order) {
+            self.drop_page(id);
+        }
+        self.starts.clear();
+        self.len = 0;
+        self.dirty = true;
+    }
+
+    /// Shortens the list to its first `len` items (nothing happens if it is not longer).
+    /// Whole pages past the cut are freed without being read.
+    ///
+    /// # Errors
+    ///
+    /// As [`DiskList::pop`], for the items removed from the page the cut falls in.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        let len = len as u64;
+        while let (Some(&id), Some(&start)) = (self.order.last(), self.starts.last()) {
+            if start < len {
+                break;
+            }
+            self.len -= u64::from(self.pages[id as usize].count);
+            self.order.pop();
+            self.starts.pop();
+            self.drop_page(id);
+            self.dirty = true;
+        }
+        while self.len > len {
+            self.pop()?;
+        }
+        Ok(())
     }
 
     /// Makes every change so far durable (see [`DiskDict::flush`](crate::DiskDict::flush)).
@@ -636,12 +705,15 @@ impl<T: Storable> Drop for DiskList<T> {
 /// Iterator over a [`DiskList`]'s items; see [`DiskList::iter`].
 pub struct ListIter<'a, T: Storable> {
     list: &'a DiskList<T>,
+    /// The next index from the front.
     index: usize,
+    /// One past the next index from the back.
+    end: usize,
 }
 
 impl<T: Storable> fmt::Debug for ListIter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ListIter").field("index", &self.index).finish()
+        f.debug_struct("ListIter").field("index", &self.index).field("end", &self.end).finish()
     }
 }
 
@@ -649,15 +721,45 @@ impl<T: Storable> Iterator for ListIter<'_, T> {
     type Item = Result<T>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.index >= self.end {
+            return None;
+        }
         let item = self.list.get(self.index).transpose()?;
         self.index += 1;
         Some(item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.list.len().saturating_sub(self.index);
+        let left = self.end.saturating_sub(self.index);
         (left, Some(left))
+    }
+
+    fn nth(&mut self, n: usize) -> Option<Self::Item> {
+        self.index = self.index.saturating_add(n).min(self.end);
+        self.next()
+    }
+}
+
+impl<T: Storable> DoubleEndedIterator for ListIter<'_, T> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.index >= self.end {
+            return None;
+        }
+        let item = self.list.get(self.end - 1).transpose()?;
+        self.end -= 1;
+        Some(item)
     }
 }
 
 impl<T: Storable> ExactSizeIterator for ListIter<'_, T> {}
+
+impl<T: Storable> std::iter::FusedIterator for ListIter<'_, T> {}
+
+impl<'a, T: Storable> IntoIterator for &'a DiskList<T> {
+    type Item = Result<T>;
+    type IntoIter = ListIter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
