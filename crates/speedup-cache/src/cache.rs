@@ -7,11 +7,18 @@ use std::hash::Hash;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::Ordering;
 
+use std::sync::Arc as StdArc;
+
 use crate::error::{Error, describe, panic_message};
 use crate::flight::{Claim, Flight};
-use crate::sync::{Arc, AtomicUsize, RwLock, thread_id};
+use crate::sync::{Arc, AtomicUsize, Mutex, RwLock, lock};
 use crate::tier::{Acquired, SharedTier, TierError};
-use crate::waits::Waits;
+use crate::waits::{self, Kind, Node, Verdict, Waits};
+
+/// How long a rayon worker with nothing else to run waits for a key computed elsewhere
+/// before it computes the key itself (see `Cache::block_on`).
+#[cfg(not(speedup_loom))]
+const STUCK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Stack left before a computation grows the stack (and the size of each new segment).
 #[cfg(not(speedup_loom))]
@@ -55,17 +62,27 @@ type Func<K, V, E> = dyn Fn(&Cache<K, V, E>, K) -> Result<V, Error<E>> + Send + 
 /// `Cache` is a handle: clones share the same values (`Arc` inside).
 pub struct Cache<K, V, E = Infallible> {
     inner: Arc<Inner<K, V, E>>,
+    /// The computation this handle acts for: the one whose function received it (`None`
+    /// for handles made by [`Cache::new`] and their clones). It travels with the handle
+    /// into rayon jobs, so cycle detection follows computations, not threads.
+    frame: Option<StdArc<Node<K>>>,
 }
 
 struct Inner<K, V, E> {
+    /// Tags this cache's frames on each thread's stack of running computations.
+    id: usize,
     shards: Box<[RwLock<Shard<K, V, E>>]>,
     hasher: ahash::RandomState,
     func: Box<Func<K, V, E>>,
-    waits: Waits<V, E>,
+    waits: Waits<K>,
     /// Ready values in the whole cache.
     len: AtomicUsize,
-    /// Ready values allowed per shard (`usize::MAX`: unbounded).
-    shard_capacity: usize,
+    /// Ready values allowed in the whole cache (`usize::MAX`: unbounded).
+    capacity: usize,
+    /// Ready keys in publication order, for second-chance eviction (only with a capacity).
+    clock: Mutex<VecDeque<K>>,
+    /// Keys a caller computed itself because waiting would have deadlocked its own stack.
+    reruns: AtomicUsize,
     #[cfg(not(speedup_loom))]
     pool: Option<rayon::ThreadPool>,
     backing: Option<Box<dyn crate::Backing<K, V>>>,
@@ -75,43 +92,49 @@ struct Inner<K, V, E> {
 
 struct Shard<K, V, E> {
     /// Keyed by the hash computed once per call (it also picks the shard).
-    slots: hashbrown::HashTable<(K, Slot<V, E>)>,
-    /// Ready keys in insertion order, for second-chance eviction (only with a capacity).
-    clock: VecDeque<K>,
+    slots: hashbrown::HashTable<(K, Slot<K, V, E>)>,
 }
 
-enum Slot<V, E> {
+enum Slot<K, V, E> {
     Ready { value: V, referenced: std::sync::atomic::AtomicBool },
-    Pending(Arc<Flight<V, E>>),
+    Pending(Arc<Flight<K, V, E>>),
 }
 
 impl<K: Eq, V, E> Shard<K, V, E> {
-    fn get(&self, hash: u64, key: &K) -> Option<&Slot<V, E>> {
+    fn get(&self, hash: u64, key: &K) -> Option<&Slot<K, V, E>> {
         self.slots.find(hash, |(k, _)| k == key).map(|(_, slot)| slot)
     }
 
-    fn insert(&mut self, hash: u64, key: K, slot: Slot<V, E>, hasher: &ahash::RandomState)
+    /// Stores `slot` for `key`, returning what it replaced, for the caller to drop after
+    /// releasing the lock.
+    fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        slot: Slot<K, V, E>,
+        hasher: &ahash::RandomState,
+    ) -> Option<Slot<K, V, E>>
     where
         K: Hash,
     {
         match self.slots.find_mut(hash, |(k, _)| *k == key) {
-            Some(entry) => entry.1 = slot,
+            Some(entry) => Some(std::mem::replace(&mut entry.1, slot)),
             None => {
                 self.slots.insert_unique(hash, (key, slot), |(k, _)| hasher.hash_one(k));
+                None
             }
         }
     }
 
-    fn remove(&mut self, hash: u64, key: &K) {
-        if let Ok(entry) = self.slots.find_entry(hash, |(k, _)| k == key) {
-            entry.remove();
-        }
+    /// Removes the key's entry, returning it for the caller to drop after releasing the lock.
+    fn remove(&mut self, hash: u64, key: &K) -> Option<(K, Slot<K, V, E>)> {
+        self.slots.find_entry(hash, |(k, _)| k == key).ok().map(|entry| entry.remove().0)
     }
 }
 
 impl<K, V, E> Clone for Cache<K, V, E> {
     fn clone(&self) -> Self {
-        Cache { inner: Arc::clone(&self.inner) }
+        Cache { inner: Arc::clone(&self.inner), frame: self.frame.clone() }
     }
 }
 
@@ -164,8 +187,12 @@ where
         self
     }
 
-    /// Keeps at most about `n` values, evicting the least recently used first (second
-    /// chance). Keys being computed are never evicted. Default: unbounded.
+    /// Keeps at most `n` values (at least 1), evicting the least recently used first
+    /// (second chance, over the whole cache), whatever the number of cores. Keys being
+    /// computed are not counted and never evicted; a computation that just ended may hold
+    /// its value for the moment it takes to evict another one. Evicted values are dropped
+    /// after every lock is released, so a value's `Drop` may use the cache. Default:
+    /// unbounded.
     pub fn capacity(mut self, n: usize) -> Self {
         self.capacity = Some(n.max(1));
         self
@@ -204,7 +231,6 @@ where
     fn build_with<E: Clone + Send + Sync + 'static>(self, func: Box<Func<K, V, E>>) -> Cache<K, V, E> {
         // Many more shards than cores: two threads rarely touch the same lock.
         let shards = (crate::cores() * 64).next_power_of_two().max(64);
-        let shard_capacity = self.capacity.map_or(usize::MAX, |c| c.div_ceil(shards));
         let hasher = ahash::RandomState::new();
         #[cfg(not(speedup_loom))]
         let pool = self.threads.map(|n| {
@@ -214,23 +240,26 @@ where
                 .build()
                 .unwrap_or_else(|e| panic!("cannot start the cache's {n} worker threads: {e}"))
         });
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         Cache {
             inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 shards: (0..shards)
-                    .map(|_| {
-                        RwLock::new(Shard { slots: hashbrown::HashTable::new(), clock: VecDeque::new() })
-                    })
+                    .map(|_| RwLock::new(Shard { slots: hashbrown::HashTable::new() }))
                     .collect(),
                 hasher,
                 func,
                 waits: Waits::default(),
                 len: AtomicUsize::new(0),
-                shard_capacity,
+                capacity: self.capacity.unwrap_or(usize::MAX),
+                clock: Mutex::new(VecDeque::new()),
+                reruns: AtomicUsize::new(0),
                 #[cfg(not(speedup_loom))]
                 pool,
                 backing: self.backing,
                 shared: self.shared,
             }),
+            frame: None,
         }
     }
 }
@@ -324,16 +353,17 @@ where
             if shard.get(hash, &key).is_some() {
                 return;
             }
-            let flight = Arc::new(Flight::queued());
+            // Nobody waits for a scheduled key yet: a caller that claims it links itself.
+            let flight = Arc::new(Flight::queued(Node::new(key.clone(), None)));
             shard.insert(hash, key.clone(), Slot::Pending(Arc::clone(&flight)), &self.inner.hasher);
             flight
         };
-        let cache = self.clone();
+        let cache = Cache { inner: Arc::clone(&self.inner), frame: None };
         self.spawn(move || {
-            if let Claim::Run = flight.claim(thread_id()) {
+            if let Claim::Run = flight.claim() {
                 // Nobody asked for the outcome yet: waiters get it from the flight, and a
                 // panic must not unwind into the pool (rayon would abort the process).
-                let _ = cache.run(key, &flight);
+                let _ = cache.run(key, &flight, None);
             }
         });
     }
@@ -366,6 +396,17 @@ where
         self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush())
     }
 
+    /// How many times a caller computed a key that was already being computed, because
+    /// waiting for it would have deadlocked the caller's own thread. That happens only with
+    /// work-stealing inside the function (rayon `join`, `scope`, `par_iter`): a thread
+    /// waiting in `join` may steal a job that needs a key whose computation lies below it
+    /// on the same stack, and that computation cannot resume before the stolen job
+    /// returns. The key's body then runs once more, and its value is handed to every
+    /// waiter. Zero for any function that does not use work-stealing.
+    pub fn reruns(&self) -> usize {
+        self.inner.reruns.load(Ordering::Relaxed)
+    }
+
     /// What the Redis tier did so far, or `None` without one (feature `redis`).
     #[cfg(feature = "redis")]
     pub fn redis_stats(&self) -> Option<crate::RedisStats> {
@@ -379,15 +420,19 @@ where
         self.inner.shared.as_ref().map(|s| s.key_name(key))
     }
 
+    /// The computation this handle acts for, if it is still running.
+    fn caller(&self) -> Option<StdArc<Node<K>>> {
+        self.frame.as_ref().filter(|n| !n.is_done()).cloned()
+    }
+
     fn resolve(&self, key: K) -> Result<V, Failure<E>> {
-        let me = thread_id();
         let hash = self.hash(&key);
         // Hit path: one hash, one shared lock, one lookup, one clone.
         let flight = {
             let shard = self.read_shard(hash);
             match shard.get(hash, &key) {
                 Some(Slot::Ready { value, referenced }) => {
-                    if self.inner.shard_capacity != usize::MAX && !referenced.load(Ordering::Relaxed) {
+                    if self.inner.capacity != usize::MAX && !referenced.load(Ordering::Relaxed) {
                         referenced.store(true, Ordering::Relaxed);
                     }
                     return Ok(value.clone());
@@ -404,7 +449,7 @@ where
                     Some(Slot::Ready { value, .. }) => return Ok(value.clone()),
                     Some(Slot::Pending(flight)) => Arc::clone(flight),
                     None => {
-                        let flight = Arc::new(Flight::running(me));
+                        let flight = Arc::new(Flight::running(Node::new(key.clone(), self.caller())));
                         shard.insert(
                             hash,
                             key.clone(),
@@ -412,35 +457,189 @@ where
                             &self.inner.hasher,
                         );
                         drop(shard);
-                        return self.run(key, &flight);
+                        return self.run(key, &flight, None);
                     }
                 }
             }
         };
-        match flight.claim(me) {
-            Claim::Run => self.run(key, &flight),
-            Claim::Finished(outcome) => outcome.map_err(Failure::from),
-            Claim::Wait { owner } if owner == me => {
-                let key_text = describe(&key);
-                Err(self.cycle(&key, format!("{key_text} -> … -> {key_text}, on one thread")))
-            }
-            Claim::Wait { owner } => {
-                if let Err(path) = self.inner.waits.enter(me, owner, &flight, describe(&key)) {
-                    return Err(self.cycle(&key, path));
+        match flight.claim() {
+            Claim::Run => {
+                // A queued key this caller runs itself: it waits for it like for a call.
+                let me = self.caller();
+                let link = me.as_ref().map(|me| self.inner.waits.link(me, &flight.node, Kind::Needs));
+                let outcome = self.run(key, &flight, me.as_ref());
+                if let Some(link) = link {
+                    self.inner.waits.leave(link);
                 }
-                let outcome = flight.wait();
-                self.inner.waits.leave(me);
-                outcome.map_err(Failure::from)
+                outcome
+            }
+            Claim::Finished(outcome) => outcome.map_err(Failure::from),
+            Claim::Wait => self.wait_for(key, &flight),
+        }
+    }
+
+    /// Waits for a key another computation runs, unless that would never end.
+    fn wait_for(&self, key: K, flight: &Arc<Flight<K, V, E>>) -> Result<V, Failure<E>> {
+        let me = self.caller();
+        let top = waits::top::<K>(self.inner.id);
+        match self.inner.waits.enter(me.as_ref(), top.as_ref(), &flight.node) {
+            Verdict::Wait(registration) => {
+                let outcome = self.block_on(flight, me.as_ref(), top.as_ref());
+                self.inner.waits.leave(registration);
+                match outcome {
+                    Some(outcome) => outcome.map_err(Failure::from),
+                    None => self.run_here(key, flight, me),
+                }
+            }
+            Verdict::Cycle(chain) => {
+                let mut path: Vec<String> = chain.iter().map(|n| describe(&n.key)).collect();
+                path.push(describe(&key));
+                Err(Failure::from(Error::Cycle { key: describe(&key), path: path.join(" -> ") }))
+            }
+            Verdict::RunHere => self.run_here(key, flight, me),
+        }
+    }
+
+    /// Waits for `flight`; `None` if a rayon worker should compute the key itself.
+    ///
+    /// A rayon worker does not block: it runs other jobs of its pool meanwhile (a job it
+    /// leaves queued may be what the flight needs, and a pool whose every worker blocks
+    /// would never run it). The jobs it runs sit on top of this wait on its stack, so for
+    /// as long as it waits, `me` is a frame of this thread, and the frame below (if
+    /// another) cannot resume before `me` does.
+    ///
+    /// The graph cannot see every such edge: a rayon job that never calls the cache (the
+    /// body of a `scope`, a `join` half) is invisible, yet whatever rayon stacks on top of
+    /// it blocks it. So a worker that has waited [`STUCK`] with nothing left to run stops
+    /// waiting and computes the key itself: a stack-bound deadlock cannot last, at the cost
+    /// of running a key's body a second time (counted in [`Cache::reruns`]).
+    #[cfg(not(speedup_loom))]
+    fn block_on(
+        &self,
+        flight: &Arc<Flight<K, V, E>>,
+        me: Option<&StdArc<Node<K>>>,
+        top: Option<&StdArc<Node<K>>>,
+    ) -> Option<Result<V, Error<E>>> {
+        if rayon::current_thread_index().is_none() {
+            return Some(flight.wait());
+        }
+        let pushed = me.filter(|me| top.is_none_or(|top| !StdArc::ptr_eq(me, top)));
+        let below = match (pushed, top) {
+            (Some(me), Some(top)) => Some(self.inner.waits.link(top, me, Kind::Stack)),
+            _ => None,
+        };
+        let frame = pushed.map(|me| waits::push(self.inner.id, me));
+        let mut pause = std::time::Duration::from_micros(50);
+        let started = std::time::Instant::now();
+        let outcome = loop {
+            if let Some(outcome) = flight.wait_timeout(std::time::Duration::ZERO) {
+                break Some(outcome);
+            }
+            if let Some(rayon::Yield::Executed) = rayon::yield_now() {
+                pause = std::time::Duration::from_micros(50);
+                continue;
+            }
+            if started.elapsed() > STUCK {
+                break None;
+            }
+            // Nothing to run: sleep until the flight ends, looking for new jobs now and then.
+            if let Some(outcome) = flight.wait_timeout(pause) {
+                break Some(outcome);
+            }
+            pause = (pause * 2).min(std::time::Duration::from_millis(5));
+        };
+        drop(frame);
+        if let Some(below) = below {
+            self.inner.waits.leave(below);
+        }
+        outcome
+    }
+
+    /// Under loom there is no pool: waiting is blocking.
+    #[cfg(speedup_loom)]
+    fn block_on(
+        &self,
+        flight: &Arc<Flight<K, V, E>>,
+        _: Option<&StdArc<Node<K>>>,
+        _: Option<&StdArc<Node<K>>>,
+    ) -> Option<Result<V, Error<E>>> {
+        Some(flight.wait())
+    }
+
+    /// Computes a key whose computation lies below this caller on its own stack (see
+    /// [`Cache::reruns`]), and hands the value to that computation's waiters.
+    fn run_here(
+        &self,
+        key: K,
+        flight: &Arc<Flight<K, V, E>>,
+        me: Option<StdArc<Node<K>>>,
+    ) -> Result<V, Failure<E>> {
+        if let Claim::Finished(outcome) = flight.claim() {
+            return outcome.map_err(Failure::from);
+        }
+        self.inner.reruns.fetch_add(1, Ordering::Relaxed);
+        let node = Node::new(key.clone(), me.clone());
+        let computed = self.compute(&node, key.clone(), me.as_ref());
+        Waits::finished(&node);
+        match computed {
+            Ok(Ok(value)) => {
+                self.publish(key, flight, value.clone());
+                flight.finish(Ok(value.clone()));
+                Ok(value)
+            }
+            Ok(Err(error)) => Err(Failure::from(error)),
+            Err(payload) => {
+                let error = Error::Panicked { key: describe(&key), message: panic_message(&*payload) };
+                Err(Failure { error, payload: Some(payload) })
             }
         }
     }
 
-    fn cycle(&self, key: &K, path: String) -> Failure<E> {
-        Failure::from(Error::Cycle { key: describe(key), path })
+    /// Runs the function for `key` as computation `node`, on this thread's stack of
+    /// computations. `caller` (if any) waits for it and has linked itself already.
+    fn compute(
+        &self,
+        node: &StdArc<Node<K>>,
+        key: K,
+        caller: Option<&StdArc<Node<K>>>,
+    ) -> std::thread::Result<Result<V, Error<E>>> {
+        let id = self.inner.id;
+        // A computation pushed over one that did not ask for it (work-stealing, a pool job
+        // run inside a `join`): the one below cannot resume before this one returns.
+        let boundary = waits::top::<K>(id)
+            .filter(|top| {
+                let asked = |n: Option<&StdArc<Node<K>>>| n.is_some_and(|n| StdArc::ptr_eq(n, top));
+                !asked(node.parent()) && !asked(caller)
+            })
+            .map(|top| self.inner.waits.link(&top, node, Kind::Stack));
+        let frame = waits::push(id, node);
+        let handle = Cache { inner: Arc::clone(&self.inner), frame: Some(StdArc::clone(node)) };
+        let computed = grow_stack(|| catch_unwind(AssertUnwindSafe(|| (self.inner.func)(&handle, key))));
+        drop(frame);
+        if let Some(boundary) = boundary {
+            self.inner.waits.leave(boundary);
+        }
+        computed
     }
 
-    /// Computes `key`, which this thread owns, publishes the outcome and wakes the waiters.
-    fn run(&self, key: K, flight: &Arc<Flight<V, E>>) -> Result<V, Failure<E>> {
+    /// Computes `key`, which this caller owns, publishes the outcome and wakes the waiters.
+    fn run(
+        &self,
+        key: K,
+        flight: &Arc<Flight<K, V, E>>,
+        caller: Option<&StdArc<Node<K>>>,
+    ) -> Result<V, Failure<E>> {
+        let outcome = self.run_inner(key, flight, caller);
+        Waits::finished(&flight.node);
+        outcome
+    }
+
+    fn run_inner(
+        &self,
+        key: K,
+        flight: &Arc<Flight<K, V, E>>,
+        caller: Option<&StdArc<Node<K>>>,
+    ) -> Result<V, Failure<E>> {
         let stored = self.inner.backing.as_ref().and_then(|b| b.load(&key));
         let from_backing = stored.is_some();
         let mut lease = None;
@@ -468,7 +667,7 @@ where
         };
         let computed = match stored {
             Some(v) => Ok(Ok(v)),
-            None => grow_stack(|| catch_unwind(AssertUnwindSafe(|| (self.inner.func)(self, key.clone())))),
+            None => self.compute(&flight.node, key.clone(), caller),
         };
         match computed {
             Ok(Ok(value)) => {
@@ -504,57 +703,72 @@ where
         }
     }
 
-    /// Replaces the key's flight with its value (unless the slot changed meanwhile).
-    fn publish(&self, key: K, flight: &Arc<Flight<V, E>>, value: V) {
+    /// Replaces the key's flight with its value (unless the slot changed meanwhile), then
+    /// evicts down to the capacity.
+    fn publish(&self, key: K, flight: &Arc<Flight<K, V, E>>, value: V) {
         let hash = self.hash(&key);
+        let bounded = self.inner.capacity != usize::MAX;
+        let clocked = bounded.then(|| key.clone());
         let mut shard = self.write_shard(hash);
         let ours = matches!(shard.get(hash, &key), Some(Slot::Pending(f)) if Arc::ptr_eq(f, flight));
         if !ours {
             return;
         }
-        let bounded = self.inner.shard_capacity != usize::MAX;
-        if bounded {
-            shard.clock.push_back(key.clone());
-        }
-        shard.insert(hash, key, Slot::Ready { value, referenced: false.into() }, &self.inner.hasher);
+        let replaced =
+            shard.insert(hash, key, Slot::Ready { value, referenced: false.into() }, &self.inner.hasher);
         self.inner.len.fetch_add(1, Ordering::Relaxed);
-        if bounded {
-            self.evict(&mut shard);
+        drop(shard);
+        drop(replaced);
+        if let Some(key) = clocked {
+            lock(&self.inner.clock).push_back(key);
+            self.evict();
         }
     }
 
-    /// Second chance: pop the oldest ready key; if it was used since it was last looked at,
-    /// clear its bit and requeue it, otherwise evict it.
-    fn evict(&self, shard: &mut Shard<K, V, E>) {
-        let mut ready = shard.clock.len();
-        let mut budget = 2 * ready + 1;
-        while ready > self.inner.shard_capacity && budget > 0 {
+    /// Second chance over the whole cache: pop the oldest ready key; if it was used since it
+    /// was last looked at, clear its bit and requeue it, otherwise evict it. Evicted entries
+    /// are dropped once no lock is held: a value's `Drop` may call the cache.
+    fn evict(&self) {
+        let mut evicted = Vec::new();
+        let mut stale = Vec::new();
+        let mut budget = 2 * lock(&self.inner.clock).len() + 1;
+        while self.inner.len.load(Ordering::Relaxed) > self.inner.capacity && budget > 0 {
             budget -= 1;
-            let Some(key) = shard.clock.pop_front() else { return };
+            let Some(key) = lock(&self.inner.clock).pop_front() else { break };
             let hash = self.hash(&key);
-            match shard.get(hash, &key) {
-                Some(Slot::Ready { referenced, .. }) if referenced.swap(false, Ordering::Relaxed) => {
-                    shard.clock.push_back(key);
-                }
+            let mut shard = self.write_shard(hash);
+            let requeue = match shard.get(hash, &key) {
+                Some(Slot::Ready { referenced, .. }) if referenced.swap(false, Ordering::Relaxed) => true,
                 Some(Slot::Ready { .. }) => {
-                    shard.remove(hash, &key);
+                    evicted.extend(shard.remove(hash, &key));
                     self.inner.len.fetch_sub(1, Ordering::Relaxed);
-                    ready -= 1;
+                    false
                 }
-                // Recomputing (the value was evicted and is being computed again): the
-                // clock entry is stale; the new value will push its own.
-                _ => ready -= 1,
+                // Not ready (evicted and being computed again): its new value queues itself.
+                _ => false,
+            };
+            drop(shard);
+            if requeue {
+                lock(&self.inner.clock).push_back(key);
+            } else {
+                stale.push(key);
             }
         }
+        drop(evicted);
+        drop(stale);
     }
 
     /// Removes the key's flight after a failure: the key is vacant again, not poisoned.
-    fn retract(&self, key: &K, flight: &Arc<Flight<V, E>>) {
+    fn retract(&self, key: &K, flight: &Arc<Flight<K, V, E>>) {
         let hash = self.hash(key);
         let mut shard = self.write_shard(hash);
-        if matches!(shard.get(hash, key), Some(Slot::Pending(f)) if Arc::ptr_eq(f, flight)) {
-            shard.remove(hash, key);
-        }
+        let removed = if matches!(shard.get(hash, key), Some(Slot::Pending(f)) if Arc::ptr_eq(f, flight)) {
+            shard.remove(hash, key)
+        } else {
+            None
+        };
+        drop(shard);
+        drop(removed);
     }
 
     fn hash(&self, key: &K) -> u64 {

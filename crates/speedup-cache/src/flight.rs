@@ -1,23 +1,29 @@
 //! The state of one key while it is being computed: the per-key state machine.
 //!
 //! ```text
-//! vacant ──apply_async──▶ Queued ──claimed by a pool worker or a waiter──▶ Running(owner)
-//!    └──────get──────────────────────────────────────────────────────────▶ Running(owner)
+//! vacant ──apply_async──▶ Queued ──claimed by a pool worker or a waiter──▶ Running
+//!    └──────get──────────────────────────────────────────────────────────▶ Running
 //! Running ──value──▶ Done (the map slot becomes Ready)
 //! Running ──panic / error / cycle──▶ Failed (the map slot is removed: vacant again)
 //! ```
+//!
+//! The first outcome wins: a caller that had to compute the key itself (see `waits`) may
+//! finish the flight with its value before the original computation returns.
 //!
 //! Waiters block on a condition variable (no spinning, no polling). A waiter that finds the
 //! key `Queued` claims it and runs it itself ("help, don't wait"), so a pool whose every
 //! worker waits, or a pool of one, cannot deadlock.
 
+use std::sync::Arc as StdArc;
+
 use crate::error::Error;
 use crate::sync::{Condvar, Mutex, lock};
+use crate::waits::Node;
 
 #[derive(Debug)]
 enum State<V, E> {
     Queued,
-    Running { owner: u64 },
+    Running,
     Done(V),
     Failed(Error<E>),
 }
@@ -27,48 +33,42 @@ enum State<V, E> {
 pub(crate) enum Claim<V, E> {
     /// It now owns the computation: run it.
     Run,
-    /// Another thread (`owner`) runs it: wait (after checking for a cycle).
-    Wait { owner: u64 },
+    /// Another computation runs it: wait (after checking for a cycle).
+    Wait,
     /// The outcome is already known.
     Finished(Result<V, Error<E>>),
 }
 
 #[derive(Debug)]
-pub(crate) struct Flight<V, E> {
+pub(crate) struct Flight<K, V, E> {
     state: Mutex<State<V, E>>,
     finished: Condvar,
+    /// The computation, in the wait-for graph.
+    pub(crate) node: StdArc<Node<K>>,
 }
 
-impl<V: Clone, E: Clone> Flight<V, E> {
+impl<K, V: Clone, E: Clone> Flight<K, V, E> {
     /// A flight scheduled on the pool, not started.
-    pub(crate) fn queued() -> Self {
-        Flight { state: Mutex::new(State::Queued), finished: Condvar::new() }
+    pub(crate) fn queued(node: StdArc<Node<K>>) -> Self {
+        Flight { state: Mutex::new(State::Queued), finished: Condvar::new(), node }
     }
 
-    /// A flight the calling thread `owner` runs right away.
-    pub(crate) fn running(owner: u64) -> Self {
-        Flight { state: Mutex::new(State::Running { owner }), finished: Condvar::new() }
+    /// A flight the caller runs right away.
+    pub(crate) fn running(node: StdArc<Node<K>>) -> Self {
+        Flight { state: Mutex::new(State::Running), finished: Condvar::new(), node }
     }
 
-    /// Claims a queued flight for `me`, or reports who runs it or how it ended.
-    pub(crate) fn claim(&self, me: u64) -> Claim<V, E> {
+    /// Claims a queued flight, or reports that it runs or how it ended.
+    pub(crate) fn claim(&self) -> Claim<V, E> {
         let mut state = lock(&self.state);
         match &*state {
             State::Queued => {
-                *state = State::Running { owner: me };
+                *state = State::Running;
                 Claim::Run
             }
-            State::Running { owner } => Claim::Wait { owner: *owner },
+            State::Running => Claim::Wait,
             State::Done(v) => Claim::Finished(Ok(v.clone())),
             State::Failed(e) => Claim::Finished(Err(e.clone())),
-        }
-    }
-
-    /// The thread running the flight, if it is still running.
-    pub(crate) fn running_owner(&self) -> Option<u64> {
-        match &*lock(&self.state) {
-            State::Running { owner } => Some(*owner),
-            _ => None,
         }
     }
 
@@ -84,12 +84,32 @@ impl<V: Clone, E: Clone> Flight<V, E> {
         }
     }
 
-    /// Records the outcome and wakes every waiter.
+    /// Blocks until the flight is done or failed, or `timeout` passes (then `None`).
+    #[cfg(not(speedup_loom))]
+    pub(crate) fn wait_timeout(&self, timeout: std::time::Duration) -> Option<Result<V, Error<E>>> {
+        let state = lock(&self.state);
+        let (state, _) = self
+            .finished
+            .wait_timeout_while(state, timeout, |s| !matches!(s, State::Done(_) | State::Failed(_)))
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*state {
+            State::Done(v) => Some(Ok(v.clone())),
+            State::Failed(e) => Some(Err(e.clone())),
+            _ => None,
+        }
+    }
+
+    /// Records the outcome (unless one is recorded already) and wakes every waiter.
     pub(crate) fn finish(&self, outcome: Result<V, Error<E>>) {
-        *lock(&self.state) = match outcome {
+        let mut state = lock(&self.state);
+        if matches!(*state, State::Done(_) | State::Failed(_)) {
+            return;
+        }
+        *state = match outcome {
             Ok(v) => State::Done(v),
             Err(e) => State::Failed(e),
         };
+        drop(state);
         self.finished.notify_all();
     }
 }

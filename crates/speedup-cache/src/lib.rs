@@ -22,14 +22,24 @@
 //!
 //! - **Single flight.** Each key's function body runs at most once while its value is
 //!   cached, however many threads ask at once. Waiters block on a condition variable; they
-//!   never spin or poll.
-//! - **No lock around user code.** Shard locks are held only to look up or publish a slot.
+//!   never spin. (One exception, counted by [`Cache::reruns`]: with work-stealing inside
+//!   the function, see below.)
+//! - **No lock around user code.** Shard locks are held only to look up or publish a slot;
+//!   evicted values are dropped after the lock is released.
 //! - **Help, don't wait.** A thread that needs a key that is queued on the pool but not
 //!   started runs it itself, so a pool of one thread, or a pool whose every worker waits,
-//!   cannot deadlock.
-//! - **Cycles are errors.** A key that depends on itself, on one thread or across threads,
-//!   makes `get` panic with a message naming the key (and `try_get` return
-//!   [`Error::Cycle`]) instead of hanging.
+//!   cannot deadlock. A rayon worker that waits for a key runs other jobs of its pool
+//!   meanwhile.
+//! - **Cycles are errors, work-stealing is not.** Cycle detection follows computations,
+//!   not threads: the handle a function receives carries the identity of its
+//!   computation into every rayon job (`join`, `scope`, `par_iter`) it is used in. A key
+//!   that depends on itself, on one thread, across threads or through rayon jobs, makes
+//!   `get` panic with a message naming the whole chain (`cycle: 10 depends on itself
+//!   (through 10 -> 11 -> 12 -> 10)`), and `try_get` return [`Error::Cycle`], instead of
+//!   hanging. When work-stealing stacks a job on top of a computation that the job needs
+//!   (a thread waiting in `join` may steal it), that is no cycle but a deadlock of the
+//!   thread's own stack: the job computes the key itself and hands the value to the
+//!   other waiters (the key's body then runs twice; [`Cache::reruns`] counts it).
 //! - **Failures are not cached.** A panic reaches the caller that triggered the computation
 //!   and every waiter; the key is vacant again and the next `get` recomputes it.
 //! - **Deep recursion.** Computations grow the stack on demand (`stacker`), so cold
@@ -39,8 +49,9 @@
 //! - **Hit path.** One shared shard lock, one hash lookup, one clone of `V` (use cheap
 //!   clones, e.g. `Arc`, for big values).
 //!
-//! Optional: a capacity bound with second-chance (CLOCK) eviction that never evicts a key
-//! in flight ([`CacheBuilder::capacity`]); a second tier that survives restarts
+//! Optional: a capacity bound (at most `n` values, on any number of cores) with
+//! second-chance (CLOCK) eviction that never evicts a key in flight
+//! ([`CacheBuilder::capacity`]); a second tier that survives restarts
 //! ([`CacheBuilder::backing`], with a `speedup_paged::DiskDict` under feature `persist`); an
 //! async variant on tokio, [`AsyncCache`] (feature `tokio`); a tier shared by a cluster
 //! through Redis, so that each key is computed once on all machines together

@@ -31,8 +31,7 @@ fn capacity_bounds_the_number_of_values_and_keeps_hot_keys() {
         cache.get(k);
         cache.get(7); // hot
     }
-    // Per-shard bounds round up: allow one value per shard of slack.
-    assert!(cache.len() <= 1000 + 256, "len {}", cache.len());
+    assert!(cache.len() <= 1000, "len {}", cache.len());
     assert!(cache.contains_key(&7), "the hot key was evicted");
     assert_eq!(cache.get(5), 5, "an evicted key is simply recomputed");
 }

@@ -76,3 +76,22 @@ fn a_panic_leaves_the_key_vacant_for_the_next_get() {
         assert_eq!(cache.get(5), 5, "not poisoned");
     });
 }
+
+/// Two threads close a cycle (1 needs 2, 2 needs 1) in every interleaving: each sees the
+/// cycle or the other's failure, never a deadlock (which loom would report).
+#[test]
+fn a_cycle_across_two_threads_is_reported_in_every_interleaving() {
+    loom::model(|| {
+        let cache = Arc::new(Cache::try_new(|c: &Cache<u64, u64, ()>, k: u64| c.try_get(3 - k)));
+        let other = {
+            let cache = Arc::clone(&cache);
+            thread::spawn(move || cache.try_get(2))
+        };
+        let mine = cache.try_get(1);
+        let theirs = other.join().unwrap();
+        for outcome in [mine, theirs] {
+            assert!(matches!(outcome, Err(speedup_cache::Error::Cycle { .. })), "{outcome:?}");
+        }
+        assert!(cache.is_empty());
+    });
+}

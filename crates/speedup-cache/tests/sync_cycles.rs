@@ -62,3 +62,68 @@ fn a_cycle_across_two_threads_is_reported_not_hung() {
         assert!(cache.is_empty());
     });
 }
+
+#[test]
+fn a_cycle_message_names_the_whole_chain() {
+    common::within(10, || {
+        let cache =
+            Cache::try_new(|c: &Cache<u64, u64, ()>, k: u64| c.try_get(if k == 12 { 10 } else { k + 1 }));
+        match cache.try_get(10) {
+            Err(Error::Cycle { key, path }) => {
+                assert_eq!(key, "10");
+                assert_eq!(path, "10 -> 11 -> 12 -> 10");
+            }
+            other => panic!("expected a cycle, got {other:?}"),
+        }
+        let message = common::message(
+            std::panic::catch_unwind(|| {
+                Cache::new(|c: &Cache<u64, u64>, k: u64| c.get(if k == 12 { 10 } else { k + 1 })).get(11)
+            })
+            .unwrap_err(),
+        );
+        assert!(message.contains("11 -> 12 -> 10 -> 11"), "{message}");
+    });
+}
+
+#[test]
+fn a_cycle_across_threads_names_the_whole_chain() {
+    common::within(30, || {
+        // 10 (thread A) waits for 11 (thread B), which needs 12, which needs 10.
+        let both_started = Arc::new(Barrier::new(2));
+        let barrier = Arc::clone(&both_started);
+        let cache = Cache::try_new(move |c: &Cache<u64, u64, ()>, k: u64| match k {
+            10 | 11 => {
+                barrier.wait();
+                if k == 10 {
+                    std::thread::sleep(std::time::Duration::from_millis(20)); // 11 starts first
+                }
+                c.try_get(if k == 10 { 11 } else { 12 })
+            }
+            _ => c.try_get(10),
+        });
+        let a = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.try_get(10))
+        };
+        let b = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.try_get(11))
+        };
+        let (a, b) = (a.join().unwrap(), b.join().unwrap());
+        let paths: Vec<String> = [&a, &b]
+            .into_iter()
+            .filter_map(|r| match r {
+                Err(Error::Cycle { path, .. }) => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            matches!(a, Err(Error::Cycle { .. })) && matches!(b, Err(Error::Cycle { .. })),
+            "{a:?} {b:?}"
+        );
+        assert!(
+            paths.iter().all(|p| p.split(" -> ").count() == 4),
+            "each message names 10, 11 and 12: {paths:?}"
+        );
+    });
+}
