@@ -21,6 +21,7 @@ use crate::options::Options;
 use crate::overlay::{Overlay, Pending};
 use crate::page::{self, Layout, PageView};
 use crate::record::{self, Storable};
+use crate::validated::DictPage;
 
 /// File extension of dict stores: `<location>/<basename>.spdict`.
 pub const DICT_EXTENSION: &str = "spdict";
@@ -73,7 +74,7 @@ pub struct DiskDict<K: Storable + Hash + Eq, V: Storable> {
     /// 2^global_depth slots, each a bucket index.
     dir: Vec<u32>,
     buckets: Vec<Bucket>,
-    overlay: Overlay<K>,
+    overlay: Overlay<K, V>,
     len: u64,
     /// Something changed since the last commit.
     dirty: bool,
@@ -381,13 +382,11 @@ where
             let mut doomed = Vec::new();
             if let Some(view) = self.page(bucket)? {
                 for i in 0..view.len() {
-                    // SAFETY: `page` validated every record of the page.
-                    let key = record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
+                    let key = record::to_owned::<K>(view.key(i))?;
                     if self.overlay.find(view.hash(i), &key).is_some() {
                         continue; // removed by an earlier step of this call
                     }
-                    // SAFETY: as above.
-                    let value = record::to_owned::<V>(unsafe { record::archived::<V>(view.record(i, 1)) })?;
+                    let value = record::to_owned::<V>(view.value(i))?;
                     if !keep(&key, &value) {
                         doomed.push(key);
                     }
@@ -447,9 +446,7 @@ where
 
     /// The archived value of a pending write (`None` for a removal).
     fn pending_value<'a>(&'a self, p: &Pending<K>) -> Option<&'a V::Archived> {
-        // SAFETY: pending value spans were written by `record::append::<V>` in
-        // `Overlay::put`, into an arena that is immutable while `&self` is borrowed.
-        p.put.map(|(_, value)| unsafe { record::archived::<V>(self.overlay.bytes(value)) })
+        p.put.map(|put| self.overlay.value(put))
     }
 
     fn owned_by_hash(&self, hash: u64, key: &K) -> Result<Option<V>> {
@@ -468,11 +465,9 @@ where
         };
         let mut i = view.lower_bound(hash);
         while i < view.len() && view.hash(i) == hash {
-            // SAFETY: `page` returns only pages whose records all passed `record::check`.
-            let stored = record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
+            let stored = record::to_owned::<K>(view.key(i))?;
             if stored == *key {
-                // SAFETY: as above.
-                return Ok(Some((stored, unsafe { record::archived::<V>(view.record(i, 1)) })));
+                return Ok(Some((stored, view.value(i))));
             }
             i += 1;
         }
@@ -485,13 +480,17 @@ where
     }
 
     /// The page of `bucket`, validated on first use (checksum, structure, every record).
-    fn page(&self, bucket: usize) -> Result<Option<PageView<'_>>> {
+    fn page(&self, bucket: usize) -> Result<Option<DictPage<'_, K, V>>> {
         let b = &self.buckets[bucket];
         if b.page.len == 0 {
             return Ok(None);
         }
         if let Some(&layout) = b.layout.get() {
-            return Ok(Some(PageView::known(self.file.read(b.page)?, b.count as usize, 2, layout)));
+            let view = PageView::known(self.file.read(b.page)?, b.count as usize, 2, layout);
+            // SAFETY: `layout` is set only after the checks below passed on these bytes, or
+            // by `merge_bucket` for a page it encoded from `K` and `V` records; extents are
+            // never rewritten while referenced (see `file.rs`, "Why the mapping is sound").
+            return Ok(Some(unsafe { DictPage::trusted(view) }));
         }
         let bytes = self.file.read_checked(b.page)?;
         let corrupt =
@@ -501,16 +500,13 @@ where
             return Err(corrupt(format!("holds {} entries, the root says {}", view.len(), b.count)));
         }
         let mask = (1u64 << b.local_depth) - 1;
-        for i in 0..view.len() {
-            if view.hash(i) & mask != b.prefix {
-                return Err(corrupt(format!("entry {i} belongs to another bucket")));
-            }
-            record::check::<K>(view.record(i, 0)).map_err(|e| corrupt(format!("key {i}: {e}")))?;
-            record::check::<V>(view.record(i, 1)).map_err(|e| corrupt(format!("value {i}: {e}")))?;
+        if let Some(i) = (0..view.len()).find(|&i| view.hash(i) & mask != b.prefix) {
+            return Err(corrupt(format!("entry {i} belongs to another bucket")));
         }
+        let page = DictPage::validate(view).map_err(corrupt)?;
         // Racing readers may validate the same page twice; both reach the same verdict.
         let _ = b.layout.set(view.layout());
-        Ok(Some(view))
+        Ok(Some(page))
     }
 
     /// Writes the overlay out if it is full, *before* a mutation, so that a failure leaves
@@ -555,7 +551,7 @@ where
         }
     }
 
-    fn merge_bucket(&mut self, bucket: usize, overlay: &Overlay<K>, ops: &[Pending<K>]) -> Result<()> {
+    fn merge_bucket(&mut self, bucket: usize, overlay: &Overlay<K, V>, ops: &[Pending<K>]) -> Result<()> {
         let (local_depth, prefix) = (self.buckets[bucket].local_depth, self.buckets[bucket].prefix);
         let groups = {
             let view = self.page(bucket)?;
@@ -621,9 +617,9 @@ where
 type Merged<'a> = (u64, &'a [u8], &'a [u8]);
 
 /// The page's entries overridden by the overlay, in hash order.
-fn merge_entries<'a, K: Storable + Eq>(
-    view: Option<PageView<'a>>,
-    overlay: &'a Overlay<K>,
+fn merge_entries<'a, K: Storable + Eq, V: Storable>(
+    view: Option<DictPage<'a, K, V>>,
+    overlay: &'a Overlay<K, V>,
     ops: &'a [Pending<K>],
 ) -> Result<Vec<Merged<'a>>> {
     let disk_len = view.map_or(0, |v| v.len());
@@ -644,12 +640,12 @@ fn merge_entries<'a, K: Storable + Eq>(
             let same_hash = ops[next_op..].iter().take_while(|p| p.hash == hash);
             let mut overridden = false;
             if same_hash.clone().next().is_some() {
-                // SAFETY: `view` came from `DiskDict::page`, which validated every record.
-                let key = record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) })?;
+                let key = record::to_owned::<K>(view.key(i))?;
                 overridden = same_hash.into_iter().any(|p| p.key == key);
             }
             if !overridden {
-                out.push((hash, view.record(i, 0), view.record(i, 1)));
+                let (key, value) = view.records(i);
+                out.push((hash, key, value));
             }
         }
     }
@@ -879,26 +875,18 @@ where
             };
             let i = self.index;
             self.index += 1;
-            // SAFETY: `page` validated every record of the page.
-            let key = match record::to_owned::<K>(unsafe { record::archived::<K>(view.record(i, 0)) }) {
+            let key = match record::to_owned::<K>(view.key(i)) {
                 Ok(key) => key,
                 Err(e) => return Some(Err(e)),
             };
             if dict.overlay.find(view.hash(i), &key).is_some() {
                 continue; // shadowed by a newer write, reported from the overlay below
             }
-            // SAFETY: as above.
-            return Some(Ok((key, unsafe { record::archived::<V>(view.record(i, 1)) })));
+            return Some(Ok((key, view.value(i))));
         }
         for p in self.overlay.by_ref() {
             if let Some((key, value)) = p.put {
-                // SAFETY: written by `record::append::<K>` / `<V>` in `Overlay::put`.
-                let (k, v) = unsafe {
-                    (
-                        record::archived::<K>(dict.overlay.bytes(key)),
-                        record::archived::<V>(dict.overlay.bytes(value)),
-                    )
-                };
+                let (k, v) = (dict.overlay.key((key, value)), dict.overlay.value((key, value)));
                 return Some(record::to_owned::<K>(k).map(|k| (k, v)));
             }
         }

@@ -97,6 +97,7 @@ mod overlay;
 mod page;
 mod record;
 pub mod schema;
+mod validated;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

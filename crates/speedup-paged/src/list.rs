@@ -19,6 +19,7 @@ use crate::file::{HeaderFallback, Identity, Kind, StoreFile};
 use crate::options::Options;
 use crate::page::{self, Layout, PageView};
 use crate::record::{self, Span, Storable};
+use crate::validated::ItemPage;
 
 /// File extension of list stores: `<location>/<basename>.splist`.
 pub const LIST_EXTENSION: &str = "splist";
@@ -60,7 +61,7 @@ pub struct DiskList<T: Storable> {
     /// `starts[p]`: index of the first item of page `order[p]`.
     starts: Vec<u64>,
     /// Pages by id; ids of removed pages are reused.
-    pages: Vec<ListPage>,
+    pages: Vec<ListPage<T>>,
     free_ids: Vec<u32>,
     /// Ids of the pages that have a buffer (at most `max_pages`, plus the one being written).
     resident: Vec<u32>,
@@ -70,31 +71,49 @@ pub struct DiskList<T: Storable> {
     _items: PhantomData<fn() -> T>,
 }
 
-struct ListPage {
+struct ListPage<T> {
     /// Where the page was last written; `len == 0` if never.
     disk: Extent,
     count: u32,
     /// Set once the disk page passed validation (or was written by us).
     layout: OnceLock<Layout>,
-    buffer: Option<PageBuffer>,
+    buffer: Option<PageBuffer<T>>,
 }
 
 /// A resident page: records in an arena, one span per item, in order.
-struct PageBuffer {
+///
+/// Invariant: every span holds a record archived from a `T` (by [`record::append`], or
+/// copied from a validated page or buffer of `T`), so [`PageBuffer::item`] is safe.
+struct PageBuffer<T> {
     arena: AlignedVec,
     spans: Vec<Span>,
     /// Arena bytes no span refers to any more.
     garbage: usize,
     dirty: bool,
     last_used: u64,
+    _items: PhantomData<fn() -> T>,
 }
 
-impl PageBuffer {
+impl<T: Storable> PageBuffer<T> {
     fn new() -> Self {
-        PageBuffer { arena: AlignedVec::new(), spans: Vec::new(), garbage: 0, dirty: true, last_used: 0 }
+        PageBuffer {
+            arena: AlignedVec::new(),
+            spans: Vec::new(),
+            garbage: 0,
+            dirty: true,
+            last_used: 0,
+            _items: PhantomData,
+        }
     }
 
-    /// Copies records into a fresh buffer.
+    /// Item `i`, archived.
+    fn item(&self, i: usize) -> &T::Archived {
+        // SAFETY: every span holds an archived `T` (the struct's invariant); the arena does
+        // not change while `&self` is borrowed. Caught by `tests/model.rs` if broken.
+        unsafe { record::archived::<T>(self.record(i)) }
+    }
+
+    /// Copies records of `T` (from a validated page or another buffer) into a fresh buffer.
     fn from_records<'a>(records: impl Iterator<Item = &'a [u8]>) -> Self {
         let mut buf = PageBuffer::new();
         for r in records {
@@ -117,7 +136,7 @@ impl PageBuffer {
     /// Rewrites the arena without garbage once garbage dominates (keeps `set` bounded).
     fn compact_if_wasteful(&mut self) {
         if self.garbage > 4096 && self.garbage > self.arena.len() / 2 {
-            let fresh = PageBuffer::from_records((0..self.spans.len()).map(|i| self.record(i)));
+            let fresh = PageBuffer::<T>::from_records((0..self.spans.len()).map(|i| self.record(i)));
             (self.arena, self.spans, self.garbage) = (fresh.arena, fresh.spans, 0);
         }
     }
@@ -234,13 +253,10 @@ impl<T: Storable> DiskList<T> {
             return Ok(None);
         };
         let id = self.order[pos];
-        let bytes = match &self.pages[id as usize].buffer {
-            Some(buf) => buf.record(local),
-            None => self.page(id)?.record(local, 0),
-        };
-        // SAFETY: resident records were written by `record::append::<T>` or copied from a
-        // validated page; disk records come from `page`, which validated each of them.
-        Ok(Some(unsafe { record::archived::<T>(bytes) }))
+        match &self.pages[id as usize].buffer {
+            Some(buf) => Ok(Some(buf.item(local))),
+            None => Ok(Some(self.page(id)?.item(local))),
+        }
     }
 
     /// Appends an item. O(1) amortized: items are archived into the resident last page.
@@ -295,8 +311,7 @@ impl<T: Storable> DiskList<T> {
         self.make_room(&[id])?;
         self.make_resident(id)?;
         let old = self.with_buffer(id, |buf| {
-            // SAFETY: see `get_archived`.
-            let old = record::to_owned::<T>(unsafe { record::archived::<T>(buf.record(local)) })?;
+            let old = record::to_owned::<T>(buf.item(local))?;
             let span = record::append(&mut buf.arena, &item)?;
             buf.garbage += buf.spans[local].len as usize;
             buf.spans[local] = span;
@@ -347,8 +362,7 @@ impl<T: Storable> DiskList<T> {
         self.make_room(&[id])?;
         self.make_resident(id)?;
         let old = self.with_buffer(id, |buf| {
-            // SAFETY: see `get_archived`.
-            let old = record::to_owned::<T>(unsafe { record::archived::<T>(buf.record(local)) })?;
+            let old = record::to_owned::<T>(buf.item(local))?;
             buf.garbage += buf.spans.remove(local).len as usize;
             buf.compact_if_wasteful();
             Ok(old)
@@ -512,21 +526,23 @@ impl<T: Storable> DiskList<T> {
     }
 
     /// The validated on-disk page of `id` (checksum, structure, every record, once).
-    fn page(&self, id: u32) -> Result<PageView<'_>> {
+    fn page(&self, id: u32) -> Result<ItemPage<'_, T>> {
         let p = &self.pages[id as usize];
         if let Some(&layout) = p.layout.get() {
-            return Ok(PageView::known(self.file.read(p.disk)?, p.count as usize, 1, layout));
+            let view = PageView::known(self.file.read(p.disk)?, p.count as usize, 1, layout);
+            // SAFETY: `layout` is set only after the checks below passed on these bytes, or
+            // by `write_back` for a page it encoded from a buffer of `T`; extents are never
+            // rewritten while referenced (see `file.rs`, "Why the mapping is sound").
+            return Ok(unsafe { ItemPage::trusted(view) });
         }
         let corrupt = |why: String| Error::corrupt(self.file.path(), format!("list page {id}: {why}"));
         let view = PageView::parse(self.file.read_checked(p.disk)?, 1, false).map_err(corrupt)?;
         if view.len() != p.count as usize {
             return Err(corrupt(format!("holds {} items, the root says {}", view.len(), p.count)));
         }
-        for i in 0..view.len() {
-            record::check::<T>(view.record(i, 0)).map_err(|e| corrupt(format!("item {i}: {e}")))?;
-        }
+        let page = ItemPage::validate(view).map_err(corrupt)?;
         let _ = p.layout.set(view.layout());
-        Ok(view)
+        Ok(page)
     }
 
     fn new_page(&mut self) -> u32 {
@@ -560,7 +576,7 @@ impl<T: Storable> DiskList<T> {
         self.free_ids.push(id);
     }
 
-    fn with_buffer<R>(&mut self, id: u32, f: impl FnOnce(&mut PageBuffer) -> Result<R>) -> Result<R> {
+    fn with_buffer<R>(&mut self, id: u32, f: impl FnOnce(&mut PageBuffer<T>) -> Result<R>) -> Result<R> {
         self.clock += 1;
         let clock = self.clock;
         let Some(buf) = self.pages[id as usize].buffer.as_mut() else {
@@ -580,7 +596,7 @@ impl<T: Storable> DiskList<T> {
             return Ok(());
         }
         let view = self.page(id)?;
-        let mut buf = PageBuffer::from_records((0..view.len()).map(|i| view.record(i, 0)));
+        let mut buf = PageBuffer::from_records((0..view.len()).map(|i| view.record(i)));
         buf.dirty = false;
         self.pages[id as usize].buffer = Some(buf);
         self.resident.push(id);
@@ -657,7 +673,7 @@ impl<T: Storable> DiskList<T> {
 
 /// Root: "SPLR", u32 page count, then per page in list order: offset, length, checksum,
 /// item count (u64 each, little-endian).
-fn encode_root<'a>(pages: impl ExactSizeIterator<Item = &'a ListPage>) -> Vec<u8> {
+fn encode_root<'a, T: 'a>(pages: impl ExactSizeIterator<Item = &'a ListPage<T>>) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + pages.len() * PAGE_BYTES);
     out.extend_from_slice(&ROOT_MAGIC);
     out.extend_from_slice(&(pages.len() as u32).to_le_bytes());
@@ -669,7 +685,7 @@ fn encode_root<'a>(pages: impl ExactSizeIterator<Item = &'a ListPage>) -> Vec<u8
     out
 }
 
-fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<ListPage>, String> {
+fn decode_root<T>(bytes: &[u8]) -> std::result::Result<Vec<ListPage<T>>, String> {
     if bytes.len() < 8 || bytes[..4] != ROOT_MAGIC {
         return Err("the root's magic is wrong".into());
     }

@@ -6,6 +6,8 @@
 //! write; the dict merges once `size_limit × max_pages` writes are pending, or when rewrites
 //! of the same keys have left more dead arena bytes than live ones.
 
+use std::marker::PhantomData;
+
 use hashbrown::HashTable;
 use rkyv::util::AlignedVec;
 
@@ -20,21 +22,30 @@ pub(crate) struct Pending<K> {
     pub(crate) put: Option<(Span, Span)>,
 }
 
+/// Invariant: every `put` span of an entry holds a record archived from a `K` (key) or a
+/// `V` (value) by [`record::append`], so the typed accessors below are safe.
 #[derive(Debug)]
-pub(crate) struct Overlay<K> {
+pub(crate) struct Overlay<K, V> {
     entries: Vec<Pending<K>>,
     index: HashTable<u32>,
     arena: AlignedVec,
     dead_bytes: usize,
+    _values: PhantomData<fn() -> V>,
 }
 
-impl<K> Default for Overlay<K> {
+impl<K, V> Default for Overlay<K, V> {
     fn default() -> Self {
-        Overlay { entries: Vec::new(), index: HashTable::new(), arena: AlignedVec::new(), dead_bytes: 0 }
+        Overlay {
+            entries: Vec::new(),
+            index: HashTable::new(),
+            arena: AlignedVec::new(),
+            dead_bytes: 0,
+            _values: PhantomData,
+        }
     }
 }
 
-impl<K: Storable + Eq> Overlay<K> {
+impl<K: Storable + Eq, V: Storable> Overlay<K, V> {
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -61,8 +72,22 @@ impl<K: Storable + Eq> Overlay<K> {
         &self.arena[span.range()]
     }
 
+    /// The archived key of a pending write.
+    pub(crate) fn key(&self, put: (Span, Span)) -> &K::Archived {
+        // SAFETY: `put` spans hold records that `put` archived from a `K` and a `V` (the
+        // struct's invariant); the arena is not changed while `&self` is borrowed. Caught
+        // by `tests/model.rs` if broken.
+        unsafe { record::archived::<K>(self.bytes(put.0)) }
+    }
+
+    /// The archived value of a pending write.
+    pub(crate) fn value(&self, put: (Span, Span)) -> &V::Archived {
+        // SAFETY: as in `key`.
+        unsafe { record::archived::<V>(self.bytes(put.1)) }
+    }
+
     /// Records `key -> value` (archiving both into the arena).
-    pub(crate) fn put<V: Storable>(&mut self, hash: u64, key: K, value: &V) -> Result<()> {
+    pub(crate) fn put(&mut self, hash: u64, key: K, value: &V) -> Result<()> {
         let before = self.arena.len();
         let key_span = record::append(&mut self.arena, &key)?;
         let value_span = match record::append(&mut self.arena, value) {
