@@ -21,6 +21,7 @@ use crate::options::Options;
 use crate::overlay::{Overlay, Pending};
 use crate::page::{self, Layout, PageView};
 use crate::record::{self, Storable};
+use crate::root::{self, BucketEntry};
 use crate::validated::DictPage;
 
 /// File extension of dict stores: `<location>/<basename>.spdict`.
@@ -30,8 +31,6 @@ const MAX_DEPTH: u8 = 30;
 /// The directory may be 2^DEPTH_SLACK times deeper than the pages the entries need
 /// (see [`depth_cap`]).
 const DEPTH_SLACK: u32 = 3;
-const ROOT_MAGIC: [u8; 4] = *b"SPDR";
-const BUCKET_BYTES: usize = 48;
 
 /// A dictionary whose entries live in pages of a memory-mapped file, with bounded RAM.
 ///
@@ -143,7 +142,17 @@ where
         let buckets = if header.root.len == 0 {
             vec![Bucket::empty(0, 0)]
         } else {
-            decode_root(file.read_checked(header.root)?).map_err(|e| Error::corrupt(&path, e))?
+            root::decode_dict(file.read_checked(header.root)?, MAX_DEPTH)
+                .map_err(|e| Error::corrupt(&path, e))?
+                .into_iter()
+                .map(|b| Bucket {
+                    local_depth: b.local_depth,
+                    prefix: b.prefix,
+                    page: b.page,
+                    count: b.count,
+                    layout: OnceLock::new(),
+                })
+                .collect()
         };
         let total: u64 = buckets.iter().map(|b| u64::from(b.count)).sum();
         if total != header.entries {
@@ -419,7 +428,12 @@ where
             return Ok(());
         }
         self.merge_overlay()?;
-        let root = encode_root(&self.buckets);
+        let root = root::encode_dict(self.buckets.iter().map(|b| BucketEntry {
+            local_depth: b.local_depth,
+            prefix: b.prefix,
+            page: b.page,
+            count: b.count,
+        }));
         self.file.commit(&root, self.len)?;
         self.dirty = false;
         Ok(())
@@ -749,52 +763,6 @@ impl Bucket {
     fn empty(local_depth: u8, prefix: u64) -> Self {
         Bucket { local_depth, prefix, page: Extent::default(), count: 0, layout: OnceLock::new() }
     }
-}
-
-/// Root: "SPDR", u32 bucket count, then per bucket: local depth u8, 7 zero bytes, prefix,
-/// page offset, page length, page checksum, entry count (u64 each, little-endian).
-fn encode_root(buckets: &[Bucket]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + buckets.len() * BUCKET_BYTES);
-    out.extend_from_slice(&ROOT_MAGIC);
-    out.extend_from_slice(&(buckets.len() as u32).to_le_bytes());
-    for b in buckets {
-        out.extend_from_slice(&[b.local_depth, 0, 0, 0, 0, 0, 0, 0]);
-        for v in [b.prefix, b.page.offset, b.page.len, b.page.checksum, u64::from(b.count)] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    out
-}
-
-fn decode_root(bytes: &[u8]) -> std::result::Result<Vec<Bucket>, String> {
-    if bytes.len() < 8 || bytes[..4] != ROOT_MAGIC {
-        return Err("the root's magic is wrong".into());
-    }
-    let n = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-    if bytes.len() != 8 + n * BUCKET_BYTES || n == 0 {
-        return Err(format!("the root's length does not match its {n} buckets"));
-    }
-    let u64_at = |at: usize| {
-        let mut a = [0; 8];
-        a.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(a)
-    };
-    (0..n)
-        .map(|i| {
-            let at = 8 + i * BUCKET_BYTES;
-            let local_depth = bytes[at];
-            let prefix = u64_at(at + 8);
-            let page = Extent { offset: u64_at(at + 16), len: u64_at(at + 24), checksum: u64_at(at + 32) };
-            let count = u32::try_from(u64_at(at + 40)).map_err(|_| format!("bucket {i} count is absurd"))?;
-            if local_depth > MAX_DEPTH || prefix >> local_depth != 0 {
-                return Err(format!("bucket {i} has depth {local_depth} and prefix {prefix:#x}"));
-            }
-            if (page.len == 0) != (count == 0) {
-                return Err(format!("bucket {i} has {count} entries but a page of {} bytes", page.len));
-            }
-            Ok(Bucket { local_depth, prefix, page, count, layout: OnceLock::new() })
-        })
-        .collect()
 }
 
 /// Rebuilds the directory from the buckets' prefixes; every slot must be covered exactly

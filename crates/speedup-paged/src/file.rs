@@ -53,6 +53,7 @@ use memmap2::Mmap;
 use crate::error::{Activity, Error, Result};
 use crate::extent::{Extent, Extents};
 use crate::hash::HASH_ALGORITHM;
+use crate::le::{u32_at, u64_at};
 
 const MAGIC: [u8; 8] = *b"SPDPAGED";
 /// The on-disk format this build writes.
@@ -423,18 +424,6 @@ struct Slot {
     fingerprint: u64,
     label: String,
     header: Header,
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut a = [0; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut a = [0; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 fn decode_slot(b: &[u8]) -> Option<Slot> {

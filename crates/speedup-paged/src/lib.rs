@@ -91,11 +91,13 @@ mod error;
 mod extent;
 mod file;
 mod hash;
+mod le;
 mod list;
 mod options;
 mod overlay;
 mod page;
 mod record;
+mod root;
 pub mod schema;
 mod validated;
 

@@ -19,12 +19,11 @@ use crate::file::{HeaderFallback, Identity, Kind, StoreFile};
 use crate::options::Options;
 use crate::page::{self, Layout, PageView};
 use crate::record::{self, Span, Storable};
+use crate::root::{self, PageEntry};
 use crate::validated::ItemPage;
 
 /// File extension of list stores: `<location>/<basename>.splist`.
 pub const LIST_EXTENSION: &str = "splist";
-const ROOT_MAGIC: [u8; 4] = *b"SPLR";
-const PAGE_BYTES: usize = 32;
 
 /// A list whose items live in pages of a memory-mapped file, with bounded RAM.
 ///
@@ -179,7 +178,11 @@ impl<T: Storable> DiskList<T> {
         let pages = if header.root.len == 0 {
             Vec::new()
         } else {
-            decode_root(file.read_checked(header.root)?).map_err(|e| Error::corrupt(&path, e))?
+            root::decode_list(file.read_checked(header.root)?)
+                .map_err(|e| Error::corrupt(&path, e))?
+                .into_iter()
+                .map(|p| ListPage { disk: p.page, count: p.count, layout: OnceLock::new(), buffer: None })
+                .collect()
         };
         let mut starts = Vec::with_capacity(pages.len());
         let mut len = 0u64;
@@ -477,7 +480,10 @@ impl<T: Storable> DiskList<T> {
         for id in self.resident.clone() {
             self.write_back(id)?;
         }
-        let root = encode_root(self.order.iter().map(|&id| &self.pages[id as usize]));
+        let root = root::encode_list(self.order.iter().map(|&id| {
+            let p = &self.pages[id as usize];
+            PageEntry { page: p.disk, count: p.count }
+        }));
         self.file.commit(&root, self.len)?;
         self.dirty = false;
         Ok(())
@@ -669,44 +675,6 @@ impl<T: Storable> DiskList<T> {
         self.file.release(old);
         Ok(())
     }
-}
-
-/// Root: "SPLR", u32 page count, then per page in list order: offset, length, checksum,
-/// item count (u64 each, little-endian).
-fn encode_root<'a, T: 'a>(pages: impl ExactSizeIterator<Item = &'a ListPage<T>>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + pages.len() * PAGE_BYTES);
-    out.extend_from_slice(&ROOT_MAGIC);
-    out.extend_from_slice(&(pages.len() as u32).to_le_bytes());
-    for p in pages {
-        for v in [p.disk.offset, p.disk.len, p.disk.checksum, u64::from(p.count)] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    out
-}
-
-fn decode_root<T>(bytes: &[u8]) -> std::result::Result<Vec<ListPage<T>>, String> {
-    if bytes.len() < 8 || bytes[..4] != ROOT_MAGIC {
-        return Err("the root's magic is wrong".into());
-    }
-    let n = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
-    if bytes.len() != 8 + n * PAGE_BYTES {
-        return Err(format!("the root's length does not match its {n} pages"));
-    }
-    let u64_at = |at: usize| {
-        let mut a = [0; 8];
-        a.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_le_bytes(a)
-    };
-    (0..n)
-        .map(|i| {
-            let at = 8 + i * PAGE_BYTES;
-            let disk = Extent { offset: u64_at(at), len: u64_at(at + 8), checksum: u64_at(at + 16) };
-            let count = u32::try_from(u64_at(at + 24)).ok().filter(|&c| c > 0 && disk.len > 0);
-            let count = count.ok_or_else(|| format!("page {i} has an impossible item count"))?;
-            Ok(ListPage { disk, count, layout: OnceLock::new(), buffer: None })
-        })
-        .collect()
 }
 
 impl<T: Storable> Drop for DiskList<T> {

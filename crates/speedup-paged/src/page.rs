@@ -31,6 +31,7 @@
 
 use rkyv::util::AlignedVec;
 
+use crate::le::{u16_at, u32_at, u64_at};
 use crate::record::{RECORD_ALIGN, Span, pad};
 
 const MAGIC: [u8; 4] = *b"SPPG";
@@ -145,13 +146,13 @@ impl<'a> PageView<'a> {
         if bytes[..4] != MAGIC {
             return Err("page magic is wrong".into());
         }
-        let n = read_u32(bytes, 4) as usize;
-        let found_width = read_u16(bytes, 8) as usize;
-        let flags = read_u16(bytes, 10);
+        let n = u32_at(bytes, 4) as usize;
+        let found_width = u16_at(bytes, 8) as usize;
+        let flags = u16_at(bytes, 10);
         if found_width != width
             || (flags & FLAG_HASHES != 0) != hashed
             || flags & !(FLAG_HASHES | FLAG_FIXED) != 0
-            || read_u32(bytes, 12) != 0
+            || u32_at(bytes, 12) != 0
         {
             return Err(format!(
                 "page layout (width {found_width}, flags {flags:#x}) is not the expected one"
@@ -215,7 +216,7 @@ impl<'a> PageView<'a> {
 
     /// The hash of entry `i` (dict pages only).
     pub(crate) fn hash(&self, i: usize) -> u64 {
-        read_u64(self.bytes, HEADER + 8 * i)
+        u64_at(self.bytes, HEADER + 8 * i)
     }
 
     /// The first entry whose hash is `>= hash` (dict pages only).
@@ -293,7 +294,7 @@ impl<'a> PageView<'a> {
             unreachable!("span_at is only called on span-layout pages");
         };
         let at = spans_at + 8 * r;
-        Span { start: read_u32(self.bytes, at), len: read_u32(self.bytes, at + 4) }
+        Span { start: u32_at(self.bytes, at), len: u32_at(self.bytes, at + 4) }
     }
 }
 
@@ -302,7 +303,7 @@ impl<'a> PageView<'a> {
 fn fixed_layout(bytes: &[u8], n: usize, width: usize, lens_at: usize) -> (Layout, Option<usize>) {
     let mut lens = [0; MAX_WIDTH];
     for (s, len) in lens.iter_mut().enumerate().take(width) {
-        *len = read_u32(bytes, lens_at + 4 * s) as usize;
+        *len = u32_at(bytes, lens_at + 4 * s) as usize;
     }
     let (offsets, entry) = fixed_offsets(&lens[..width]);
     let base = (lens_at + 4 * width).next_multiple_of(RECORD_ALIGN);
@@ -312,22 +313,6 @@ fn fixed_layout(bytes: &[u8], n: usize, width: usize, lens_at: usize) -> (Layout
     }
     let end = n.checked_mul(entry).and_then(|size| size.checked_add(base));
     (Layout::Fixed { base, entry, slots }, end)
-}
-
-fn read_u16(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> u32 {
-    let mut b = [0; 4];
-    b.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(b)
-}
-
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
-    let mut b = [0; 8];
-    b.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(b)
 }
 
 #[cfg(test)]
