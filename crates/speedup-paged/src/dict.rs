@@ -15,8 +15,9 @@ use rkyv::util::AlignedVec;
 
 use crate::error::{Error, Result};
 use crate::extent::Extent;
-use crate::file::{FLAG_DEPTH_CAPPED, HeaderFallback, Identity, Kind, StoreFile};
+use crate::file::StoreFile;
 use crate::hash::stable_hash;
+use crate::header::{FLAG_DEPTH_CAPPED, HeaderFallback, Identity, Kind};
 use crate::options::Options;
 use crate::overlay::{Overlay, Pending};
 use crate::page::{self, Layout, PageView};

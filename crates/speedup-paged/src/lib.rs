@@ -91,6 +91,7 @@ mod error;
 mod extent;
 mod file;
 mod hash;
+mod header;
 mod le;
 mod list;
 mod options;
@@ -107,7 +108,7 @@ pub mod fuzzing;
 
 pub use dict::{DICT_EXTENSION, DiskDict, Entry, Iter, Keys, Values};
 pub use error::{Activity, Error, Result};
-pub use file::HeaderFallback;
+pub use header::HeaderFallback;
 pub use list::{DiskList, LIST_EXTENSION, ListIter};
 pub use options::{DEFAULT_MAX_PAGES, DEFAULT_SIZE_LIMIT, Options};
 pub use record::Storable;

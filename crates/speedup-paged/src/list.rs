@@ -15,7 +15,8 @@ use rkyv::util::AlignedVec;
 
 use crate::error::{Error, Result};
 use crate::extent::Extent;
-use crate::file::{HeaderFallback, Identity, Kind, StoreFile};
+use crate::file::StoreFile;
+use crate::header::{HeaderFallback, Identity, Kind};
 use crate::options::Options;
 use crate::page::{self, Layout, PageView};
 use crate::record::{self, Span, Storable};
