@@ -5,15 +5,25 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::error::{Error, describe, panic_message};
 use crate::tier::{Acquired, Lease, SharedTier, TierError};
+use crate::waits::{Node, Verdict, Waits};
 
-type Outcome<V> = Result<V, Arc<str>>;
+/// How a computation ended without a value.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// It panicked (the message, ready for the callers' panic).
+    Panicked(Arc<str>),
+    /// Its task was dropped before it ended (its runtime shut down): nothing is known.
+    Cancelled,
+}
+
+type Outcome<V> = Result<V, Failure>;
 type SharedOutcome<V> = Shared<BoxFuture<'static, Outcome<V>>>;
 type AsyncFunc<K, V> = dyn Fn(AsyncCache<K, V>, K) -> BoxFuture<'static, V> + Send + Sync;
 
@@ -22,8 +32,14 @@ type AsyncFunc<K, V> = dyn Fn(AsyncCache<K, V>, K) -> BoxFuture<'static, V> + Se
 /// Each key's computation runs once, as a spawned tokio task, and every caller awaits the
 /// same shared outcome (`futures::future::Shared` semantics): a caller that stops polling,
 /// or is dropped, does not stall the others or cancel the computation. A panic is not
-/// cached. A key that awaits itself through the handle its computation received panics
-/// with a message naming the key instead of hanging.
+/// cached, and neither is a computation whose runtime shut down before it ended: the next
+/// `get` (on any runtime) computes it again. No lock is held while the function runs,
+/// neither its synchronous part nor its future.
+///
+/// A key that awaits itself, directly, through other keys, or through another task (0
+/// needs 1 while 1 needs 0), panics with a message naming the whole chain instead of
+/// hanging: the handle a computation receives carries its identity, and every wait is an
+/// edge of a wait-for graph that is checked before awaiting.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -42,30 +58,46 @@ type AsyncFunc<K, V> = dyn Fn(AsyncCache<K, V>, K) -> BoxFuture<'static, V> + Se
 /// ```
 pub struct AsyncCache<K, V> {
     inner: Arc<Inner<K, V>>,
-    /// The keys whose computations led to this handle, innermost first.
-    chain: Option<Arc<Chain<K>>>,
+    /// The computation this handle acts for (`None` outside any computation).
+    frame: Option<Arc<Node<K>>>,
 }
 
 struct Inner<K, V> {
-    slots: Mutex<HashMap<K, Slot<V>, ahash::RandomState>>,
+    slots: Mutex<HashMap<K, Slot<K, V>, ahash::RandomState>>,
     func: Box<AsyncFunc<K, V>>,
+    /// Who awaits whom, for cycle detection.
+    waits: Waits<K>,
     /// The tier shared with other workers (Redis), consulted before computing.
     shared: Option<Arc<dyn SharedTier<K, V>>>,
 }
 
-struct Chain<K> {
-    key: K,
-    parent: Option<Arc<Chain<K>>>,
+enum Slot<K, V> {
+    Ready(V),
+    Pending { outcome: SharedOutcome<V>, node: Arc<Node<K>> },
 }
 
-enum Slot<V> {
-    Ready(V),
-    Pending(SharedOutcome<V>),
+impl<K, V> Inner<K, V> {
+    fn slots(&self) -> MutexGuard<'_, HashMap<K, Slot<K, V>, ahash::RandomState>> {
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<K: Hash + Eq, V> Inner<K, V> {
+    /// Empties the key's slot if it still holds computation `node`.
+    fn vacate(&self, key: &K, node: &Arc<Node<K>>) {
+        let mut slots = self.slots();
+        let removed = match slots.get(key) {
+            Some(Slot::Pending { node: n, .. }) if Arc::ptr_eq(n, node) => slots.remove(key),
+            _ => None,
+        };
+        drop(slots);
+        drop(removed);
+    }
 }
 
 impl<K, V> Clone for AsyncCache<K, V> {
     fn clone(&self) -> Self {
-        AsyncCache { inner: Arc::clone(&self.inner), chain: self.chain.clone() }
+        AsyncCache { inner: Arc::clone(&self.inner), frame: self.frame.clone() }
     }
 }
 
@@ -99,9 +131,10 @@ where
             inner: Arc::new(Inner {
                 slots: Mutex::new(HashMap::default()),
                 func: Box::new(move |cache, key| f(cache, key).boxed()),
+                waits: Waits::default(),
                 shared,
             }),
-            chain: None,
+            frame: None,
         }
     }
 
@@ -124,53 +157,54 @@ where
     /// # Panics
     ///
     /// If the computation panicked (the message is passed on), or if the key depends on
-    /// itself through this handle's chain of computations.
+    /// itself (a cycle, on one task or across tasks; the message names the chain).
     pub async fn get(&self, key: K) -> V {
-        let mut link = self.chain.as_deref();
-        while let Some(node) = link {
-            if node.key == key {
-                panic!("cycle: {} depends on itself (awaiting it would never finish)", describe(&key));
-            }
-            link = node.parent.as_deref();
-        }
-        let pending = {
-            let mut slots = self.inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match slots.get(&key) {
-                Some(Slot::Ready(v)) => return v.clone(),
-                Some(Slot::Pending(shared)) => shared.clone(),
-                None => {
-                    let shared = self.start(key.clone());
-                    slots.insert(key, Slot::Pending(shared.clone()));
-                    shared
+        loop {
+            let (outcome, node) = match self.lookup(&key) {
+                Ok(value) => return value,
+                Err(pending) => pending,
+            };
+            let me = self.frame.as_ref().filter(|n| !n.is_done());
+            let registration = match me.map(|me| self.inner.waits.enter(Some(me), None, &node)) {
+                Some(Verdict::Cycle(chain)) => {
+                    let mut path: Vec<String> = chain.iter().map(|n| describe(&n.key)).collect();
+                    path.push(describe(&key));
+                    let error = Error::<std::convert::Infallible>::Cycle {
+                        key: describe(&key),
+                        path: path.join(" -> "),
+                    };
+                    panic!("{error}");
                 }
+                Some(Verdict::Wait(registration)) => Some(registration),
+                // Without stack edges (no tasks share a stack) this cannot happen: waiting is
+                // then as safe as it is for a caller outside any computation.
+                Some(Verdict::RunHere) | None => None,
+            };
+            // Leaves the graph however this await ends, cancellation included.
+            let _registered = Registered { waits: &self.inner.waits, registration };
+            match outcome.await {
+                Ok(value) => return value,
+                Err(Failure::Panicked(message)) => panic!("{message}"),
+                // The runtime that ran it shut down: compute it afresh.
+                Err(Failure::Cancelled) => self.inner.vacate(&key, &node),
             }
-        };
-        match pending.await {
-            Ok(v) => v,
-            Err(message) => panic!("{message}"),
         }
     }
 
     /// Starts computing `key` in the background (if it is neither cached nor in flight) and
-    /// returns at once.
+    /// returns at once. Must be called from within a tokio runtime.
     pub fn spawn(&self, key: K) {
-        let mut slots = self.inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let std::collections::hash_map::Entry::Vacant(slot) = slots.entry(key) {
-            let shared = self.start(slot.key().clone());
-            slot.insert(Slot::Pending(shared));
-        }
+        let _ = self.lookup(&key);
     }
 
     /// Whether a value for `key` is cached.
     pub fn contains_key(&self, key: &K) -> bool {
-        let slots = self.inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        matches!(slots.get(key), Some(Slot::Ready(_)))
+        matches!(self.inner.slots().get(key), Some(Slot::Ready(_)))
     }
 
     /// The number of cached values.
     pub fn len(&self) -> usize {
-        let slots = self.inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        slots.values().filter(|s| matches!(s, Slot::Ready(_))).count()
+        self.inner.slots().values().filter(|s| matches!(s, Slot::Ready(_))).count()
     }
 
     /// Whether no value is cached.
@@ -178,52 +212,137 @@ where
         self.len() == 0
     }
 
-    /// Spawns the computation of `key`; the task publishes the value (or vacates the key
-    /// after a panic) whether or not anybody still awaits it.
-    fn start(&self, key: K) -> SharedOutcome<V> {
-        let child = AsyncCache {
-            inner: Arc::clone(&self.inner),
-            chain: Some(Arc::new(Chain { key: key.clone(), parent: self.chain.clone() })),
+    /// The cached value, or the computation in flight (started now if there was none).
+    fn lookup(&self, key: &K) -> Result<V, (SharedOutcome<V>, Arc<Node<K>>)> {
+        match self.inner.slots().get(key) {
+            Some(Slot::Ready(value)) => return Ok(value.clone()),
+            Some(Slot::Pending { outcome, node }) => return Err((outcome.clone(), Arc::clone(node))),
+            None => {}
+        }
+        // Spawned outside the lock (a runtime that is shutting down drops the task at
+        // once, and dropping it takes the lock); it waits for `go` before doing anything.
+        let node = Node::new(key.clone(), None);
+        let (go, ready) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(compute(Arc::clone(&self.inner), key.clone(), Arc::clone(&node), ready));
+        let outcome = async move {
+            match task.await {
+                Ok(outcome) => outcome,
+                Err(e) if e.is_cancelled() => Err(Failure::Cancelled),
+                Err(e) => Err(Failure::Panicked(Arc::from(format!("the computation's task failed: {e}")))),
+            }
+        }
+        .boxed()
+        .shared();
+        let mut slots = self.inner.slots();
+        let found = match slots.get(key) {
+            Some(Slot::Ready(value)) => Ok(value.clone()),
+            Some(Slot::Pending { outcome, node }) => Err((outcome.clone(), Arc::clone(node))),
+            None => {
+                slots
+                    .insert(key.clone(), Slot::Pending { outcome: outcome.clone(), node: Arc::clone(&node) });
+                drop(slots);
+                // The slot is ours: let the task run. (Losing the race above drops `go`,
+                // and the task ends without doing anything.)
+                let _ = go.send(());
+                return Err((outcome, node));
+            }
         };
-        let computation = (self.inner.func)(child, key.clone());
-        let inner = Arc::clone(&self.inner);
-        let task = tokio::spawn(async move {
-            let (stored, lease) = match acquire(&inner.shared, &key).await {
-                Ok(found) => found,
-                Err(message) => {
-                    let mut slots = inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    slots.remove(&key);
-                    return Err(message);
-                }
-            };
-            let outcome = match stored {
-                Some(value) => Ok(value),
-                None => AssertUnwindSafe(computation).catch_unwind().await,
-            };
-            if let (Some(lease), Ok(value)) = (lease, &outcome) {
+        drop(slots);
+        found
+    }
+}
+
+/// Removes a wait's edges from the graph when the wait ends or is cancelled.
+struct Registered<'a, K> {
+    waits: &'a Waits<K>,
+    registration: Option<crate::waits::Registration>,
+}
+
+impl<K> Drop for Registered<'_, K> {
+    fn drop(&mut self) {
+        if let Some(registration) = self.registration.take() {
+            self.waits.leave(registration);
+        }
+    }
+}
+
+/// Vacates the key if the task is dropped before it ends (its runtime shut down), so the
+/// next `get` computes it again instead of finding a computation that will never end.
+struct Vacate<K: Hash + Eq, V> {
+    inner: Arc<Inner<K, V>>,
+    key: Option<K>,
+    node: Arc<Node<K>>,
+}
+
+impl<K: Hash + Eq, V> Drop for Vacate<K, V> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.inner.vacate(&key, &self.node);
+        }
+        Waits::finished(&self.node);
+    }
+}
+
+/// The task of one computation: the shared tier, then the function (called here, never
+/// under a lock), then the slot.
+async fn compute<K, V>(
+    inner: Arc<Inner<K, V>>,
+    key: K,
+    node: Arc<Node<K>>,
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> Outcome<V>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    if go.await.is_err() {
+        return Err(Failure::Cancelled); // another caller's computation won the slot
+    }
+    let mut vacate = Vacate { inner: Arc::clone(&inner), key: Some(key.clone()), node: Arc::clone(&node) };
+    let outcome = run(&inner, &key, &node).await;
+    let replaced = {
+        let mut slots = inner.slots();
+        let ours = matches!(slots.get(&key), Some(Slot::Pending { node: n, .. }) if Arc::ptr_eq(n, &node));
+        match &outcome {
+            Ok(value) if ours => slots.insert(key.clone(), Slot::Ready(value.clone())),
+            _ if ours => slots.remove(&key),
+            _ => None,
+        }
+    };
+    drop(replaced);
+    vacate.key = None; // the slot is settled
+    drop(vacate);
+    outcome
+}
+
+async fn run<K, V>(inner: &Arc<Inner<K, V>>, key: &K, node: &Arc<Node<K>>) -> Outcome<V>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    let failed = |message: String| Err(Failure::Panicked(Arc::from(message)));
+    let (stored, lease) = match acquire(&inner.shared, key).await {
+        Ok(found) => found,
+        Err(message) => return failed(message.to_string()),
+    };
+    if let Some(value) = stored {
+        return Ok(value);
+    }
+    let child = AsyncCache { inner: Arc::clone(inner), frame: Some(Arc::clone(node)) };
+    let computed = match std::panic::catch_unwind(AssertUnwindSafe(|| (inner.func)(child, key.clone()))) {
+        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+        Err(payload) => Err(payload),
+    };
+    match computed {
+        Ok(value) => {
+            if let Some(lease) = lease {
                 // One bounded round trip (the configured timeout); dropping the lease after
                 // a panic releases it the same way.
-                lease.publish(value);
+                lease.publish(&value);
             }
-            let mut slots = inner.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match outcome {
-                Ok(value) => {
-                    slots.insert(key, Slot::Ready(value.clone()));
-                    Ok(value)
-                }
-                Err(payload) => {
-                    slots.remove(&key);
-                    Err(Arc::from(format!(
-                        "computing {} panicked: {}",
-                        describe(&key),
-                        panic_message(&*payload)
-                    )))
-                }
-            }
-        });
-        async move { task.await.unwrap_or_else(|e| Err(Arc::from(format!("the computation's task ended: {e}")))) }
-            .boxed()
-            .shared()
+            Ok(value)
+        }
+        Err(payload) => failed(format!("computing {} panicked: {}", describe(key), panic_message(&*payload))),
     }
 }
 
