@@ -1,0 +1,52 @@
+"""Storage classes whose RAM use stays bounded however large they grow.
+
+``DiskDict(file_basename, size_limit=1024, max_pages=16, file_location=~/.PySpeedup)``
+and ``DiskList`` (same parameters) are used like a ``dict`` and a ``list``, and persist
+across runs: opening the same ``file_basename`` in the same ``file_location`` finds every
+entry of the last run. Use them in ``with`` blocks, or call ``close()``; open stores are
+also closed (flushed) when the interpreter exits.
+
+Keys and values may be any picklable object; ``int``, ``str``, ``bytes``, ``float``,
+``bool`` and ``None`` are stored without pickle. Keys are placed by a stable hash of their
+stored bytes, never by Python's salted ``hash()``. As in a ``dict``, ``1``, ``1.0`` and
+``True`` are the same key.
+
+Errors: ``KeyError`` and ``IndexError`` as for ``dict`` and ``list``; :class:`Locked` when
+the store is open elsewhere (this process or another); :class:`Corrupt` for a damaged or
+foreign file; other ``OSError`` for I/O. Disk I/O runs with the GIL released, and the
+objects may be shared between threads.
+"""
+
+import atexit
+import weakref
+from collections.abc import MutableMapping, MutableSequence
+
+from pyspeedup import _native
+from pyspeedup._native import Corrupt, Locked, StoreError, TypeMismatch
+
+__all__ = ["DiskDict", "DiskList", "StoreError", "Locked", "Corrupt", "TypeMismatch"]
+
+_open_stores = weakref.WeakValueDictionary()  # id -> store (stores are unhashable, like dict)
+
+
+@atexit.register
+def _close_all():
+    for store in list(_open_stores.values()):
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 - nothing can be reported at exit
+            pass
+
+
+class DiskDict(_native.DiskDict, MutableMapping):
+    __doc__ = _native.DiskDict.__doc__
+
+    def __init__(self, *args, **kwargs):
+        _open_stores[id(self)] = self
+
+
+class DiskList(_native.DiskList, MutableSequence):
+    __doc__ = _native.DiskList.__doc__
+
+    def __init__(self, *args, **kwargs):
+        _open_stores[id(self)] = self

@@ -1,0 +1,390 @@
+//! `pyspeedup.concurrent.Buffer` over speedup-buffer.
+//!
+//! The generator runs on speedup-buffer's producer thread, which takes the GIL for each
+//! `next()`. A reader that has to wait for an item waits with the GIL released, so the
+//! producer can run; an item already produced is read without releasing it.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pyo3::exceptions::{PyIndexError, PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyIterator, PyList, PySlice};
+
+/// One produced item: a value, or the exception the generator raised (its last item).
+enum Item {
+    Value(Py<PyAny>),
+    Raised(PyErr),
+}
+
+static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
+
+std::thread_local! {
+    /// The buffer whose generator this thread is running right now (0: none).
+    static PRODUCING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The generator, pulled by speedup-buffer's producer thread.
+struct Producer {
+    iter: Option<Py<PyIterator>>,
+    owner: usize,
+}
+
+impl Iterator for Producer {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        let iter = self.iter.as_ref()?;
+        let item = Python::attach(|py| {
+            let previous = PRODUCING.replace(self.owner);
+            let next = iter.bind(py).clone().next();
+            PRODUCING.set(previous);
+            match next {
+                Some(Ok(v)) => Some(Item::Value(v.unbind())),
+                Some(Err(e)) => Some(Item::Raised(e)),
+                None => None,
+            }
+        });
+        if !matches!(item, Some(Item::Value(_))) {
+            // The end, or an exception: the generator is finished either way.
+            self.iter = None;
+        }
+        item
+    }
+}
+
+/// How `x in buffer` decides that `x` cannot come later.
+enum Halt {
+    /// `buffer._cache[-1] > x` (the default: counters, primes, ...).
+    NonDecreasing,
+    /// `abs(buffer._cache[-1]) > abs(x)` (spirals, alternating series, ...).
+    AbsNonDecreasing,
+    /// `f(buffer, x, attempts)`.
+    Python(Py<PyAny>),
+}
+
+/// A generator run ahead of its readers on another thread; its output is cached, so it
+/// can be indexed, iterated any number of times and searched with `in`
+/// (`pyspeedup.concurrent.Buffer`).
+#[pyclass(frozen, subclass, weakref, module = "pyspeedup.concurrent", name = "Buffer")]
+pub(crate) struct Buffer {
+    /// `None` only while the object is being destroyed.
+    inner: Option<speedup_buffer::Buffer<Item>>,
+    id: usize,
+    halt: Halt,
+    /// How far the generator runs ahead of the furthest item asked for.
+    #[pyo3(get)]
+    buffersize: usize,
+}
+
+impl Buffer {
+    fn inner(&self) -> PyResult<&speedup_buffer::Buffer<Item>> {
+        self.inner.as_ref().ok_or_else(|| PyRuntimeError::new_err("the Buffer is being destroyed"))
+    }
+
+    /// Item `index`, waiting (GIL released) for the producer if needed; `None` past the end.
+    fn item<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let inner = self.inner()?;
+        let got = if index < inner.produced() {
+            inner.try_get(index)
+        } else {
+            if PRODUCING.get() == self.id {
+                return Err(PyRuntimeError::new_err(format!(
+                    "this Buffer's generator asked for its own item {index}, which it has not produced yet \
+                     (it has produced {}): it would wait for itself forever",
+                    inner.produced()
+                )));
+            }
+            py.detach(|| inner.try_get(index))
+        };
+        match got {
+            Ok(Some(Item::Value(v))) => Ok(Some(v.bind(py).clone())),
+            Ok(Some(Item::Raised(e))) => Err(e.clone_ref(py)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(PyRuntimeError::new_err(e.to_string())),
+        }
+    }
+
+    fn produced(&self) -> PyResult<usize> {
+        Ok(self.inner()?.produced())
+    }
+
+    /// The newest produced item (`buffer._cache[-1]`).
+    fn newest<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.produced()? {
+            0 => Ok(None),
+            n => self.item(py, n - 1),
+        }
+    }
+}
+
+fn halts(slf: &Bound<'_, Buffer>, item: &Bound<'_, PyAny>, attempts: usize) -> PyResult<bool> {
+    let py = slf.py();
+    let this = slf.get();
+    match &this.halt {
+        Halt::Python(f) => f.bind(py).call1((slf, item, attempts))?.is_truthy(),
+        Halt::NonDecreasing => match this.newest(py)? {
+            Some(newest) => newest.gt(item),
+            None => Ok(false),
+        },
+        Halt::AbsNonDecreasing => match this.newest(py)? {
+            Some(newest) => newest.call_method0("__abs__")?.gt(item.call_method0("__abs__")?),
+            None => Ok(false),
+        },
+    }
+}
+
+#[pymethods]
+impl Buffer {
+    /// Starts running `generator` (a generator function, called with no arguments, or any
+    /// iterable) on another thread, `buffersize` items ahead of the furthest item asked for.
+    #[new]
+    #[pyo3(signature = (generator, buffersize = 16, haltCondition = None))]
+    #[allow(non_snake_case)] // the original's keyword
+    fn new(
+        py: Python<'_>,
+        generator: &Bound<'_, PyAny>,
+        buffersize: usize,
+        haltCondition: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let iter = if generator.hasattr("__next__")? {
+            generator.try_iter()?
+        } else if generator.is_callable() {
+            generator.call0()?.try_iter()?
+        } else {
+            generator.try_iter()?
+        };
+        let native = py.import("pyspeedup._native")?;
+        let halt = match haltCondition {
+            None => Halt::NonDecreasing,
+            Some(f) if f.bind(py).is(&native.getattr("uniformlyNonDecreasing")?) => Halt::NonDecreasing,
+            Some(f) if f.bind(py).is(&native.getattr("absolutelyNonDecreasing")?) => Halt::AbsNonDecreasing,
+            Some(f) if f.bind(py).is_callable() => Halt::Python(f),
+            Some(_) => {
+                return Err(PyTypeError::new_err(
+                    "haltCondition must be a function f(buffer, item, attempts)",
+                ));
+            }
+        };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let producer = Producer { iter: Some(iter.unbind()), owner: id };
+        let inner = speedup_buffer::Buffer::builder()
+            .lookahead(buffersize)
+            // `in` is implemented here, with Python's `==` and halting conditions.
+            .halt(|_: &Item, _: &Item, _: usize| true)
+            .build(producer);
+        Ok(Buffer { inner: Some(inner), id, halt, buffersize })
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, index: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        if let Ok(slice) = index.cast::<PySlice>() {
+            let start: Option<isize> = slice.getattr("start")?.extract()?;
+            let stop: Option<isize> = slice.getattr("stop")?.extract()?;
+            let step: Option<isize> = slice.getattr("step")?.extract()?;
+            let (start, step) = (start.unwrap_or(0), step.unwrap_or(1));
+            if start < 0 || stop.is_some_and(|s| s < 0) || step < 1 {
+                return Err(PyIndexError::new_err(
+                    "Buffer slices need start, stop >= 0 and step >= 1 (the end of the sequence is not known in advance)",
+                ));
+            }
+            let out = PyList::empty(py);
+            let mut i = start.unsigned_abs();
+            while stop.is_none_or(|s| i < s.unsigned_abs()) {
+                match self.item(py, i)? {
+                    Some(v) => out.append(v)?,
+                    None => break,
+                }
+                i += step.unsigned_abs();
+            }
+            return Ok(out.into_any());
+        }
+        let i: isize =
+            index.extract().map_err(|_| PyTypeError::new_err("Buffer indices must be integers or slices"))?;
+        let Ok(i) = usize::try_from(i) else {
+            return Err(PyIndexError::new_err(
+                "Buffer indices must be >= 0 (the end of the sequence is not known in advance)",
+            ));
+        };
+        self.item(py, i)?.ok_or_else(|| {
+            PyIndexError::new_err(format!(
+                "Buffer index {i} out of range: the sequence has {} items",
+                self.inner.as_ref().map_or(0, |b| b.produced())
+            ))
+        })
+    }
+
+    fn __iter__(slf: Py<Self>) -> BufferIter {
+        BufferIter { buffer: slf, next: AtomicUsize::new(0) }
+    }
+
+    /// An iterator over the sequence, from its first item (the original's `buffer()`).
+    fn __call__(slf: Py<Self>) -> BufferIter {
+        BufferIter { buffer: slf, next: AtomicUsize::new(0) }
+    }
+
+    /// Whether `item` occurs: searches what is produced, then new items until the halting
+    /// condition says `item` cannot come later, or the sequence ends.
+    fn __contains__(slf: &Bound<'_, Self>, item: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut index = 0;
+        if matches!(this.halt, Halt::NonDecreasing) {
+            // Sorted: bisect the produced prefix for the first item not below `item`.
+            let (mut lo, mut hi) = (0, this.produced()?);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match this.item(py, mid)? {
+                    Some(v) if v.lt(item)? => lo = mid + 1,
+                    _ => hi = mid,
+                }
+            }
+            index = lo;
+        }
+        let mut attempts = 0;
+        loop {
+            let produced = this.produced()?;
+            while index < produced {
+                match this.item(py, index)? {
+                    Some(v) if v.eq(item)? => return Ok(true),
+                    Some(_) => index += 1,
+                    None => return Ok(false),
+                }
+            }
+            if produced > 0 {
+                attempts += 1;
+                if halts(slf, item, attempts)? {
+                    return Ok(false);
+                }
+            }
+            // One more item, or the end.
+            if this.item(py, produced)?.is_none() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The items produced so far, read without waiting (`_cache[-1]` is the newest): what
+    /// halting conditions look at.
+    #[getter]
+    fn _cache(slf: Py<Self>) -> CacheView {
+        CacheView { buffer: slf }
+    }
+
+    /// How many items the generator has produced so far.
+    #[getter(produced)]
+    fn produced_count(&self) -> PyResult<usize> {
+        self.produced()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Buffer(buffersize={}, produced={})",
+            self.buffersize,
+            self.inner.as_ref().map_or(0, |b| b.produced())
+        )
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        // Dropping joins the producer thread, which may be waiting for the GIL to finish its
+        // current `next()`: let it have it.
+        if let Some(inner) = self.inner.take() {
+            Python::attach(|py| py.detach(move || drop(inner)));
+        }
+    }
+}
+
+/// Iterator over a [`Buffer`], from its first item.
+#[pyclass(module = "pyspeedup.concurrent")]
+pub(crate) struct BufferIter {
+    buffer: Py<Buffer>,
+    next: AtomicUsize,
+}
+
+#[pymethods]
+impl BufferIter {
+    fn __iter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let index = self.next.load(Ordering::Relaxed);
+        let item = self.buffer.get().item(py, index)?;
+        if item.is_some() {
+            self.next.store(index + 1, Ordering::Relaxed);
+        }
+        Ok(item)
+    }
+}
+
+/// The produced prefix of a [`Buffer`] (`buffer._cache`), readable without waiting.
+#[pyclass(module = "pyspeedup.concurrent")]
+pub(crate) struct CacheView {
+    buffer: Py<Buffer>,
+}
+
+#[pymethods]
+impl CacheView {
+    fn __len__(&self) -> PyResult<usize> {
+        self.buffer.get().produced()
+    }
+
+    fn __getitem__<'py>(&self, py: Python<'py>, index: isize) -> PyResult<Bound<'py, PyAny>> {
+        let buffer = self.buffer.get();
+        let len = buffer.produced()?;
+        let pos = if index < 0 { index.checked_add_unsigned(len) } else { Some(index) };
+        match pos.and_then(|p| usize::try_from(p).ok()) {
+            Some(p) if p < len => {
+                buffer.item(py, p)?.ok_or_else(|| PyIndexError::new_err("index out of range"))
+            }
+            _ => Err(PyIndexError::new_err("index out of range (nothing produced that far yet)")),
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let buffer = self.buffer.get();
+        let items = (0..buffer.produced()?)
+            .map(|i| {
+                Ok(buffer
+                    .item(py, i)?
+                    .map(|v| v.repr().map(|r| r.to_string()))
+                    .transpose()?
+                    .unwrap_or_default())
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(format!("[{}]", items.join(", ")))
+    }
+}
+
+/// The default halting condition: stop once the newest produced item is greater than the
+/// one searched for (the sequence never decreases). The original compared the other way.
+#[pyfunction]
+#[pyo3(name = "uniformlyNonDecreasing")] // the original's name
+pub(crate) fn uniformly_non_decreasing(
+    buffer: &Bound<'_, Buffer>,
+    item: &Bound<'_, PyAny>,
+    attempts: usize,
+) -> PyResult<bool> {
+    let _ = attempts;
+    match buffer.get().newest(buffer.py())? {
+        Some(newest) => newest.gt(item),
+        None => Ok(false),
+    }
+}
+
+/// Stop once the newest produced item is greater than the one searched for in absolute
+/// value (the magnitudes never decrease: a spiral, an alternating series).
+#[pyfunction]
+#[pyo3(name = "absolutelyNonDecreasing")] // the original's name
+pub(crate) fn absolutely_non_decreasing(
+    buffer: &Bound<'_, Buffer>,
+    item: &Bound<'_, PyAny>,
+    attempts: usize,
+) -> PyResult<bool> {
+    let _ = attempts;
+    match buffer.get().newest(buffer.py())? {
+        Some(newest) => newest.call_method0("__abs__")?.gt(item.call_method0("__abs__")?),
+        None => Ok(false),
+    }
+}
