@@ -22,20 +22,68 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 std::thread_local! {
     /// The buffer whose generator this thread is running right now (0: none).
     static PRODUCING: Cell<usize> = const { Cell::new(0) };
+    /// That buffer's items written so far (speedup-buffer publishes them in batches).
+    static PREFIX: std::cell::RefCell<Option<speedup_buffer::Prefix<Item>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Holds the producer back until the buffer is first read.
+///
+/// A decorated generator may read its own buffer through the name the decorator binds
+/// (the prime sieve): it must not run before that name exists.
+#[derive(Default)]
+struct StartGate {
+    /// 0: wait, 1: run, 2: stop (the buffer is being dropped unread).
+    state: parking_lot::Mutex<u8>,
+    changed: parking_lot::Condvar,
+    open: std::sync::atomic::AtomicBool,
+}
+
+impl StartGate {
+    fn set(&self, state: u8) {
+        *self.state.lock() = state;
+        self.open.store(true, Ordering::Release);
+        self.changed.notify_all();
+    }
+
+    /// Opens the gate (cheap once open).
+    fn start(&self) {
+        if !self.open.load(Ordering::Acquire) {
+            self.set(1);
+        }
+    }
+
+    /// Waits (on the producer thread, without the GIL) until the gate opens; `false` to stop.
+    fn wait(&self) -> bool {
+        let mut state = self.state.lock();
+        while *state == 0 {
+            self.changed.wait(&mut state);
+        }
+        *state == 1
+    }
 }
 
 /// The generator, pulled by speedup-buffer's producer thread.
 struct Producer {
     iter: Option<Py<PyIterator>>,
     owner: usize,
+    gate: Option<std::sync::Arc<StartGate>>,
+    /// What this producer wrote so far, published or not: the generator may read it.
+    prefix: Option<speedup_buffer::Prefix<Item>>,
 }
 
 impl Iterator for Producer {
     type Item = Item;
 
     fn next(&mut self) -> Option<Item> {
+        if let Some(gate) = self.gate.take() {
+            if !gate.wait() {
+                self.iter = None;
+            }
+        }
         let iter = self.iter.as_ref()?;
-        let item = Python::attach(|py| {
+        PREFIX.with(|p| *p.borrow_mut() = self.prefix.take());
+        // Once the interpreter shuts down, the sequence ends here.
+        let item = crate::runtime::attach(|py| {
             let previous = PRODUCING.replace(self.owner);
             let next = iter.bind(py).clone().next();
             PRODUCING.set(previous);
@@ -44,7 +92,9 @@ impl Iterator for Producer {
                 Some(Err(e)) => Some(Item::Raised(e)),
                 None => None,
             }
-        });
+        })
+        .flatten();
+        self.prefix = PREFIX.with(|p| p.borrow_mut().take());
         if !matches!(item, Some(Item::Value(_))) {
             // The end, or an exception: the generator is finished either way.
             self.iter = None;
@@ -71,6 +121,7 @@ pub(crate) struct Buffer {
     /// `None` only while the object is being destroyed.
     inner: Option<speedup_buffer::Buffer<Item>>,
     id: usize,
+    gate: std::sync::Arc<StartGate>,
     halt: Halt,
     /// How far the generator runs ahead of the furthest item asked for.
     #[pyo3(get)]
@@ -85,27 +136,38 @@ impl Buffer {
     /// Item `index`, waiting (GIL released) for the producer if needed; `None` past the end.
     fn item<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
         let inner = self.inner()?;
+        self.gate.start();
         let got = if index < inner.produced() {
             inner.try_get(index)
         } else {
             if PRODUCING.get() == self.id {
-                return Err(PyRuntimeError::new_err(format!(
-                    "this Buffer's generator asked for its own item {index}, which it has not produced yet \
-                     (it has produced {}): it would wait for itself forever",
-                    inner.produced()
-                )));
+                // The generator reads its own output: what it wrote, published or not.
+                return PREFIX.with(|p| match p.borrow().as_ref().map(|pf| (pf.get(index), pf.len())) {
+                    Some((Some(Item::Value(v)), _)) => Ok(Some(v.bind(py).clone())),
+                    Some((Some(Item::Raised(e)), _)) => Err(e.clone_ref(py)),
+                    Some((None, written)) | Some((_, written)) if written <= index => Err(PyRuntimeError::new_err(format!(
+                        "this Buffer's generator asked for its own item {index}, which it has not produced yet \
+                         (it has produced {written}): it would wait for itself forever"
+                    ))),
+                    _ => Err(PyRuntimeError::new_err("a Buffer's generator read its buffer from an unexpected thread")),
+                });
             }
             py.detach(|| inner.try_get(index))
         };
         match got {
             Ok(Some(Item::Value(v))) => Ok(Some(v.bind(py).clone())),
             Ok(Some(Item::Raised(e))) => Err(e.clone_ref(py)),
-            Ok(None) => Ok(None),
+            // Past the end of a sequence that ended with an exception: that exception.
+            Ok(None) => match inner.produced().checked_sub(1).map(|last| inner.try_get(last)) {
+                Some(Ok(Some(Item::Raised(e)))) => Err(e.clone_ref(py)),
+                _ => Ok(None),
+            },
             Err(e) => Err(PyRuntimeError::new_err(e.to_string())),
         }
     }
 
     fn produced(&self) -> PyResult<usize> {
+        self.gate.start();
         Ok(self.inner()?.produced())
     }
 
@@ -167,13 +229,22 @@ impl Buffer {
             }
         };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let producer = Producer { iter: Some(iter.unbind()), owner: id };
+        let gate = std::sync::Arc::new(StartGate::default());
+        let mut producer = Producer {
+            iter: Some(iter.unbind()),
+            owner: id,
+            gate: Some(std::sync::Arc::clone(&gate)),
+            prefix: None,
+        };
         let inner = speedup_buffer::Buffer::builder()
             .lookahead(buffersize)
             // `in` is implemented here, with Python's `==` and halting conditions.
             .halt(|_: &Item, _: &Item, _: usize| true)
-            .build(producer);
-        Ok(Buffer { inner: Some(inner), id, halt, buffersize })
+            .build_with_prefix(move |prefix| {
+                producer.prefix = Some(prefix);
+                producer
+            });
+        Ok(Buffer { inner: Some(inner), id, gate, halt, buffersize })
     }
 
     fn __getitem__<'py>(&self, py: Python<'py>, index: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
@@ -289,6 +360,9 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         // Dropping joins the producer thread, which may be waiting for the GIL to finish its
         // current `next()`: let it have it.
+        if !self.gate.open.load(Ordering::Acquire) {
+            self.gate.set(2); // never read: the generator never runs
+        }
         if let Some(inner) = self.inner.take() {
             Python::attach(|py| py.detach(move || drop(inner)));
         }

@@ -209,7 +209,7 @@ impl Cache {
                     message: "internal error: a key without its arguments was computed".into(),
                 });
             };
-            Python::attach(|py| {
+            crate::runtime::attach(|py| {
                 let _frame = FrameGuard::push(id, handle);
                 match f.bind(py).call(call.args.bind(py), call.kwargs.as_ref().map(|k| k.bind(py))) {
                     Ok(v) => Ok(Arc::new(v.unbind())),
@@ -218,6 +218,12 @@ impl Cache {
                         error: Raised(Arc::new(e)),
                     }),
                 }
+            })
+            .unwrap_or_else(|| {
+                Err(speedup_cache::Error::Panicked {
+                    key: format!("{key:?}"),
+                    message: "the interpreter is shutting down".into(),
+                })
             })
         });
         Ok(Cache { inner, id, func })

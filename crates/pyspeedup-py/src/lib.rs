@@ -19,6 +19,7 @@ mod cache;
 mod codec;
 mod errors;
 mod memory;
+mod runtime;
 
 use pyo3::prelude::*;
 
@@ -33,6 +34,7 @@ fn pyspeedup_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::Cache>()?;
     m.add_function(wrap_pyfunction!(buffer::uniformly_non_decreasing, m)?)?;
     m.add_function(wrap_pyfunction!(buffer::absolutely_non_decreasing, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
     m.add("StoreError", py.get_type::<errors::StoreError>())?;
     m.add("Locked", py.get_type::<errors::Locked>())?;
     m.add("Corrupt", py.get_type::<errors::Corrupt>())?;

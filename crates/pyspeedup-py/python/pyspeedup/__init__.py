@@ -17,3 +17,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = ["concurrent", "memory", "__version__"]
+
+import atexit as _atexit
+
+from pyspeedup import _native
+
+# Background threads (buffer producers, the cache's pool) must leave the interpreter
+# before it finalizes: a thread that takes the GIL after that aborts the process.
+_atexit.register(_native._shutdown)
