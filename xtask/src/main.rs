@@ -2,7 +2,10 @@
 //! `xtask` pattern). Run as `cargo xtask <command>`:
 //!
 //! - `ci`: format check, clippy (all targets, warnings denied), tests (doctests included),
-//!   docs (warnings denied). The README's test command; `.ci/run` calls it.
+//!   docs (warnings denied), then the Python package's tests (`python`). The README's test
+//!   command; `.ci/run` calls it.
+//! - `python`: builds the Python package (crates/pyspeedup-py) into a venv under the target
+//!   folder with maturin and runs its pytest suite.
 //! - `bench [--quick] [CRATE...]`: runs the benchmark crate in release mode and regenerates
 //!   `docs/BENCHMARKS.md` (the sections of the crates it ran) and `docs/bench-CRATE.svg`.
 //! - `release`: checks versions and the changelog, then `cargo package`s every crate.
@@ -23,8 +26,11 @@ fn main() -> ExitCode {
         Some("miri") => miri(),
         Some("loom") => loom(),
         Some("soak") => soak(),
+        Some("python") => python(),
         _ => {
-            eprintln!("usage: cargo xtask <ci | bench [--quick] [CRATE...] | release | loom | miri | soak>");
+            eprintln!(
+                "usage: cargo xtask <ci | bench [--quick] [CRATE...] | release | loom | miri | soak | python>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -74,6 +80,7 @@ fn ci() -> Result {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     loom()?;
+    python()?;
     eprintln!("\nxtask ci: all checks passed");
     Ok(())
 }
@@ -91,6 +98,69 @@ fn loom() -> Result {
     }
     // Models of crate-private protocols live next to them, as unit tests named `loom_*`.
     cargo(&["test", "--release", "-p", "speedup-cache", "--lib", "--locked", "--", "loom_"], &env)
+}
+
+/// What the Python tests need from the package index. NB: keep in sync with the
+/// `test` extra of crates/pyspeedup-py/pyproject.toml.
+const PYTHON_TEST_PACKAGES: [&str; 5] = ["maturin>=1.8,<2", "pytest", "pytest-timeout", "numpy", "pandas"];
+
+/// The Python package: a venv under the target folder (made once, with `$PYTHON` or
+/// `python3`), maturin and the test packages, `maturin develop`, then pytest. pytest's
+/// "no tests collected" (exit code 5) is a failure, like any other non-zero exit.
+fn python() -> Result {
+    let root = root();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir), // a relative path is relative to the workspace here
+        None => root.join("target"),
+    };
+    let venv = target.join("pyvenv");
+    let bin = venv.join("bin");
+    let interpreter = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    if !bin.join("python").exists() {
+        run(Command::new(&interpreter).arg("-m").arg("venv").arg(&venv), "create the Python venv")?;
+    }
+    // pip is quick when everything is installed already; a stamp skips even that.
+    let stamp = venv.join("xtask-packages.txt");
+    let wanted = PYTHON_TEST_PACKAGES.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        run(
+            Command::new(bin.join("python"))
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args(PYTHON_TEST_PACKAGES),
+            "install the Python test packages",
+        )?;
+        std::fs::write(&stamp, &wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let env = [("VIRTUAL_ENV", venv.as_os_str()), ("PATH", path.as_ref())];
+    let krate = root.join("crates").join("pyspeedup-py");
+    run(
+        Command::new(bin.join("maturin"))
+            .args(["develop", "--locked", "--manifest-path"])
+            .arg(krate.join("Cargo.toml"))
+            .envs(env)
+            .current_dir(&root),
+        "build the Python package (maturin develop)",
+    )?;
+    let status = Command::new(bin.join("python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(krate.join("tests"))
+        .envs(env)
+        .current_dir(&krate)
+        .status()
+        .map_err(|e| format!("cannot run pytest: {e}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(5) => Err("pytest collected no tests (exit code 5): the Python tests did not run".into()),
+        _ => Err(format!("the Python tests failed ({status})")),
+    }
+}
+
+/// Runs `command`, echoing it; fails on a non-zero exit, saying what it was for.
+fn run(command: &mut Command, what: &str) -> Result {
+    eprintln!("\n$ {command:?}");
+    let status = command.status().map_err(|e| format!("cannot {what}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("could not {what} ({status})")) }
 }
 
 /// Crates with a `tests/loom.rs` model.
