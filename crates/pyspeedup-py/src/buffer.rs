@@ -24,6 +24,8 @@ std::thread_local! {
     static PRODUCING: Cell<usize> = const { Cell::new(0) };
     /// That buffer's items written so far (speedup-buffer publishes them in batches).
     static PREFIX: std::cell::RefCell<Option<speedup_buffer::Prefix<Item>>> = const { std::cell::RefCell::new(None) };
+    /// The values pulled in the current turn, not yet in that prefix.
+    static TURN: std::cell::RefCell<Vec<Py<PyAny>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Holds the producer back until the buffer is first read.
@@ -65,6 +67,11 @@ impl StartGate {
 /// The generator, pulled by speedup-buffer's producer thread.
 struct Producer {
     iter: Option<Py<PyIterator>>,
+    /// Items pulled in one turn with the GIL (a GIL hand-off per item would cost more than
+    /// most generators' items), handed to speedup-buffer one by one.
+    pulled: std::collections::VecDeque<Item>,
+    /// Items pulled per turn: the buffer size, at most [`MAX_TURN`].
+    turn: usize,
     owner: usize,
     gate: Option<std::sync::Arc<StartGate>>,
     /// What this producer wrote so far, published or not: the generator may read it.
@@ -75,33 +82,56 @@ impl Iterator for Producer {
     type Item = Item;
 
     fn next(&mut self) -> Option<Item> {
-        if let Some(gate) = self.gate.take() {
-            if !gate.wait() {
-                self.iter = None;
-            }
+        if let Some(gate) = self.gate.take()
+            && !gate.wait()
+        {
+            self.iter = None;
+        }
+        if let Some(item) = self.pulled.pop_front() {
+            return Some(item);
         }
         let iter = self.iter.as_ref()?;
         PREFIX.with(|p| *p.borrow_mut() = self.prefix.take());
+        let (owner, turn, pulled) = (self.owner, self.turn, &mut self.pulled);
         // Once the interpreter shuts down, the sequence ends here.
-        let item = crate::runtime::attach(|py| {
-            let previous = PRODUCING.replace(self.owner);
-            let next = iter.bind(py).clone().next();
-            PRODUCING.set(previous);
-            match next {
-                Some(Ok(v)) => Some(Item::Value(v.unbind())),
-                Some(Err(e)) => Some(Item::Raised(e)),
-                None => None,
+        let finished = crate::runtime::attach(|py| {
+            let previous = PRODUCING.replace(owner);
+            let iter = iter.bind(py);
+            let mut finished = false;
+            while pulled.len() < turn {
+                match iter.clone().next() {
+                    Some(Ok(v)) => {
+                        // The generator may read its own items, those of this turn too.
+                        TURN.with(|t| t.borrow_mut().push(v.clone().unbind()));
+                        pulled.push_back(Item::Value(v.unbind()));
+                    }
+                    Some(Err(e)) => {
+                        pulled.push_back(Item::Raised(e));
+                        finished = true;
+                        break;
+                    }
+                    None => {
+                        finished = true;
+                        break;
+                    }
+                }
             }
+            PRODUCING.set(previous);
+            TURN.with(|t| t.borrow_mut().clear());
+            finished
         })
-        .flatten();
+        .unwrap_or(true);
         self.prefix = PREFIX.with(|p| p.borrow_mut().take());
-        if !matches!(item, Some(Item::Value(_))) {
+        if finished {
             // The end, or an exception: the generator is finished either way.
             self.iter = None;
         }
-        item
+        self.pulled.pop_front()
     }
 }
+
+/// Most items pulled from a generator in one turn with the GIL.
+const MAX_TURN: usize = 64;
 
 /// How `x in buffer` decides that `x` cannot come later.
 enum Halt {
@@ -142,14 +172,26 @@ impl Buffer {
         } else {
             if PRODUCING.get() == self.id {
                 // The generator reads its own output: what it wrote, published or not.
-                return PREFIX.with(|p| match p.borrow().as_ref().map(|pf| (pf.get(index), pf.len())) {
-                    Some((Some(Item::Value(v)), _)) => Ok(Some(v.bind(py).clone())),
-                    Some((Some(Item::Raised(e)), _)) => Err(e.clone_ref(py)),
-                    Some((None, written)) | Some((_, written)) if written <= index => Err(PyRuntimeError::new_err(format!(
-                        "this Buffer's generator asked for its own item {index}, which it has not produced yet \
-                         (it has produced {written}): it would wait for itself forever"
-                    ))),
-                    _ => Err(PyRuntimeError::new_err("a Buffer's generator read its buffer from an unexpected thread")),
+                return PREFIX.with(|p| {
+                    let prefix = p.borrow();
+                    let Some(prefix) = prefix.as_ref() else {
+                        return Err(PyRuntimeError::new_err("a Buffer's generator read its buffer from an unexpected thread"));
+                    };
+                    match prefix.get(index) {
+                        Some(Item::Value(v)) => return Ok(Some(v.bind(py).clone())),
+                        Some(Item::Raised(e)) => return Err(e.clone_ref(py)),
+                        None => {}
+                    }
+                    let written = prefix.len();
+                    let this_turn = TURN.with(|t| index.checked_sub(written).and_then(|i| t.borrow().get(i).map(|v| v.bind(py).clone())));
+                    match this_turn {
+                        Some(v) => Ok(Some(v)),
+                        None => Err(PyRuntimeError::new_err(format!(
+                            "this Buffer's generator asked for its own item {index}, which it has not produced yet \
+                             (it has produced {}): it would wait for itself forever",
+                            written + TURN.with(|t| t.borrow().len())
+                        ))),
+                    }
                 });
             }
             py.detach(|| inner.try_get(index))
@@ -232,6 +274,8 @@ impl Buffer {
         let gate = std::sync::Arc::new(StartGate::default());
         let mut producer = Producer {
             iter: Some(iter.unbind()),
+            pulled: std::collections::VecDeque::new(),
+            turn: buffersize.clamp(1, MAX_TURN),
             owner: id,
             gate: Some(std::sync::Arc::clone(&gate)),
             prefix: None,

@@ -168,6 +168,9 @@ pub(crate) struct Cache {
     id: usize,
     /// The wrapped function.
     func: Py<PyAny>,
+    /// Cached values by positional-argument tuple, for the hit path: one dict lookup,
+    /// like `functools.lru_cache` (Python's own hash is fine for this in-memory index).
+    hits: Py<PyDict>,
 }
 
 impl Cache {
@@ -226,7 +229,8 @@ impl Cache {
                 })
             })
         });
-        Ok(Cache { inner, id, func })
+        let hits = Python::attach(|py| PyDict::new(py).unbind());
+        Ok(Cache { inner, id, func, hits })
     }
 
     /// The function's value for these arguments: cached, computed now, or waited for.
@@ -237,6 +241,10 @@ impl Cache {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let positional_only = kwargs.is_none_or(|k| k.is_empty());
+        if positional_only && let Ok(Some(v)) = self.hits.bind(py).get_item(args) {
+            return Ok(v);
+        }
         let bytes = key_bytes(args, kwargs)?;
         let probe = Key { bytes, call: None };
         if self.inner.contains_key(&probe) {
@@ -255,7 +263,13 @@ impl Cache {
         };
         let handle = self.handle();
         match py.detach(move || handle.try_get(key)) {
-            Ok(v) => Ok(v.bind(py).clone()),
+            Ok(v) => {
+                if positional_only {
+                    // Unhashable-by-Python arguments simply miss this index.
+                    let _ = self.hits.bind(py).set_item(args, v.bind(py));
+                }
+                Ok(v.bind(py).clone())
+            }
             Err(e) => Err(raise(py, e)),
         }
     }
