@@ -26,6 +26,9 @@ struct Row {
 }
 
 pub(crate) fn run(args: &[String]) -> Result {
+    if args.iter().any(|a| a == "python") {
+        return python(args);
+    }
     cargo(&["build", "--release", "-p", "speedup-bench"], &[])?;
     let binary = root().join("target/release/speedup-bench");
     eprintln!("\n$ {} {}", binary.display(), args.join(" "));
@@ -52,6 +55,31 @@ pub(crate) fn run(args: &[String]) -> Result {
     write_markdown(&rows, quick)
 }
 
+/// The `python` group: pyspeedup-rs (release build) against its Python peers, in one run of
+/// crates/pyspeedup-py/bench/bench.py.
+fn python(args: &[String]) -> Result {
+    const PEERS: [&str; 5] =
+        ["diskcache==5.6.3", "sqlitedict==2.1.0", "lmdbm", "cachetools", "prefetch-generator"];
+    let venv = crate::python_package_with(true, &PEERS)?;
+    let script = root().join("crates/pyspeedup-py/bench/bench.py");
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut command = Command::new(venv.bin.join("python"));
+    command.arg(&script).envs(venv.env());
+    if quick {
+        command.arg("--quick");
+    }
+    eprintln!("\n$ {command:?}");
+    let output = command
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    if !output.status.success() {
+        return Err(format!("the Python benchmark failed ({})", output.status));
+    }
+    let rows: Vec<Row> = String::from_utf8_lossy(&output.stdout).lines().filter_map(parse).collect();
+    write_markdown(&rows, quick)
+}
+
 fn parse(line: &str) -> Option<Row> {
     let f: Vec<&str> = line.strip_prefix("RESULT\t")?.split('\t').collect();
     let [krate, workload, implementation, value, unit, low, high, runs, better] = f[..] else {
@@ -75,6 +103,7 @@ fn ours(krate: &str) -> String {
     match krate {
         "eat" => "cereal-eat".into(),
         "redis" => "speedup-cache".into(),
+        "python" => "pyspeedup-rs".into(),
         other => format!("speedup-{other}"),
     }
 }

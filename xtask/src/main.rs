@@ -108,6 +108,40 @@ const PYTHON_TEST_PACKAGES: [&str; 5] = ["maturin>=1.8,<2", "pytest", "pytest-ti
 /// `python3`), maturin and the test packages, `maturin develop`, then pytest. pytest's
 /// "no tests collected" (exit code 5) is a failure, like any other non-zero exit.
 fn python() -> Result {
+    let venv = python_package(false)?;
+    let krate = root().join("crates").join("pyspeedup-py");
+    let status = Command::new(venv.bin.join("python"))
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(krate.join("tests"))
+        .envs(venv.env())
+        .current_dir(&krate)
+        .status()
+        .map_err(|e| format!("cannot run pytest: {e}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(5) => Err("pytest collected no tests (exit code 5): the Python tests did not run".into()),
+        _ => Err(format!("the Python tests failed ({status})")),
+    }
+}
+
+/// A venv under the target folder with the Python package built into it.
+pub(crate) struct Venv {
+    /// The venv's `bin` folder.
+    pub(crate) bin: std::path::PathBuf,
+    path: String,
+    root: std::path::PathBuf,
+}
+
+impl Venv {
+    /// The environment that activates the venv.
+    pub(crate) fn env(&self) -> [(&str, &std::ffi::OsStr); 2] {
+        [("VIRTUAL_ENV", self.root.as_os_str()), ("PATH", self.path.as_ref())]
+    }
+}
+
+/// Makes the venv (once, with `$PYTHON` or `python3`), installs maturin and the test
+/// packages (plus `extra`), and builds the package into it (`maturin develop`).
+pub(crate) fn python_package_with(release: bool, extra: &[&str]) -> Result<Venv> {
     let root = root();
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir), // a relative path is relative to the workspace here
@@ -121,39 +155,32 @@ fn python() -> Result {
     }
     // pip is quick when everything is installed already; a stamp skips even that.
     let stamp = venv.join("xtask-packages.txt");
-    let wanted = PYTHON_TEST_PACKAGES.join("\n");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+    let packages: Vec<&str> = PYTHON_TEST_PACKAGES.iter().chain(extra).copied().collect();
+    let wanted = packages.join("\n");
+    let installed = std::fs::read_to_string(&stamp).unwrap_or_default();
+    if !packages.iter().all(|p| installed.lines().any(|l| l == *p)) {
         run(
             Command::new(bin.join("python"))
                 .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-                .args(PYTHON_TEST_PACKAGES),
-            "install the Python test packages",
+                .args(&packages),
+            "install the Python packages",
         )?;
         std::fs::write(&stamp, &wanted).map_err(|e| format!("{}: {e}", stamp.display()))?;
     }
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let env = [("VIRTUAL_ENV", venv.as_os_str()), ("PATH", path.as_ref())];
+    let venv = Venv { bin, path, root: venv };
     let krate = root.join("crates").join("pyspeedup-py");
-    run(
-        Command::new(bin.join("maturin"))
-            .args(["develop", "--locked", "--manifest-path"])
-            .arg(krate.join("Cargo.toml"))
-            .envs(env)
-            .current_dir(&root),
-        "build the Python package (maturin develop)",
-    )?;
-    let status = Command::new(bin.join("python"))
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .arg(krate.join("tests"))
-        .envs(env)
-        .current_dir(&krate)
-        .status()
-        .map_err(|e| format!("cannot run pytest: {e}"))?;
-    match status.code() {
-        Some(0) => Ok(()),
-        Some(5) => Err("pytest collected no tests (exit code 5): the Python tests did not run".into()),
-        _ => Err(format!("the Python tests failed ({status})")),
+    let mut develop = Command::new(venv.bin.join("maturin"));
+    develop.args(["develop", "--locked", "--manifest-path"]).arg(krate.join("Cargo.toml"));
+    if release {
+        develop.arg("--release");
     }
+    run(develop.envs(venv.env()).current_dir(&root), "build the Python package (maturin develop)")?;
+    Ok(venv)
+}
+
+fn python_package(release: bool) -> Result<Venv> {
+    python_package_with(release, &[])
 }
 
 /// Runs `command`, echoing it; fails on a non-zero exit, saying what it was for.
