@@ -12,8 +12,6 @@ use crate::sync::{Arc, thread};
 
 /// Default read-ahead: the original's `buffersize`.
 pub const DEFAULT_LOOKAHEAD: usize = 16;
-/// Items the producer publishes at most at once.
-const BATCH: usize = 64;
 
 pub(crate) struct Shared<T> {
     pub(crate) items: Store<T>,
@@ -51,14 +49,20 @@ pub(crate) struct Shared<T> {
 ///   lock to read a produced item.
 /// - The producer waits (parks) once it is `lookahead` items past the furthest item asked
 ///   for; it never busy-waits for longer than a short bounded spin.
+/// - Each produced item is published at once: a reader waiting for it never waits for the
+///   next one.
 /// - The end of a finite sequence is explicit (`get` returns `None`), a producer panic
 ///   reaches every reader that needs an item past it, and dropping the `Buffer` stops the
-///   producer within one item and joins its thread.
+///   producer without waiting for a `next()` that may never return (see its `Drop`).
 /// - `Buffer` is `Send + Sync`: share it by reference or in an `Arc`.
 pub struct Buffer<T> {
     shared: Arc<Shared<T>>,
     lookahead: usize,
     halt: Box<dyn Halt<T>>,
+    /// The first items whose order the halting condition's assumption was checked on.
+    ordered: std::sync::atomic::AtomicUsize,
+    /// The first item found out of order (`usize::MAX`: none so far).
+    unordered: std::sync::atomic::AtomicUsize,
     producer: Option<thread::JoinHandle<()>>,
 }
 
@@ -147,36 +151,47 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
             let handle = thread::spawn(run);
             handle
         };
-        Buffer { shared, lookahead: self.lookahead, halt: Box::new(self.halt), producer: Some(producer) }
+        Buffer {
+            shared,
+            lookahead: self.lookahead,
+            halt: Box::new(self.halt),
+            ordered: std::sync::atomic::AtomicUsize::new(0),
+            unordered: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            producer: Some(producer),
+        }
     }
 }
 
-/// The producer thread: pull items while there is demand, publish them in batches.
+/// The producer thread: pull items while there is demand, publishing each one at once.
+///
+/// Each item is published as soon as it is stored, before the next `next()`: a reader that
+/// waits for it sees it whatever the next item costs (a producer that takes 50 ms per item,
+/// a channel that stops sending). Publishing in batches would save one atomic swap per
+/// item, but telling "nobody waits" apart from "a reader is just parking" without that
+/// very read-modify-write (or a `SeqCst` fence) is not possible, and a reader that parks
+/// at the wrong moment would then wait for the next item, possibly for ever.
 fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> I) {
     let gate = &shared.gate;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut iter = make();
         let mut produced = 0;
         while let Some(wanted) = gate.demand_after(produced) {
-            let batch_end = wanted.min(produced + BATCH);
-            while produced < batch_end {
-                if gate.stopping() {
-                    gate.publish(produced);
+            while produced < wanted {
+                if !gate.enter_next() {
                     return;
                 }
-                match iter.next() {
-                    Some(item) => {
-                        // SAFETY: this thread is the buffer's only producer.
-                        unsafe { shared.items.push(item) };
-                        produced += 1;
-                    }
-                    None => {
-                        gate.publish(produced);
-                        return;
-                    }
+                let next = iter.next();
+                gate.leave_next();
+                let Some(item) = next else { return };
+                if gate.stopping() {
+                    return; // dropped meanwhile: nobody reads this item
                 }
+                // SAFETY: this thread is the buffer's only producer (the store's contract);
+                // tests/sync_producer.rs and the store's Miri tests catch a second writer.
+                unsafe { shared.items.push(item) };
+                produced += 1;
+                gate.publish(produced);
             }
-            gate.publish(produced);
         }
     }));
     match outcome {
@@ -236,8 +251,8 @@ impl<T: Send + Sync + 'static> Buffer<T> {
         if index < published {
             // Fast path: published, so written. Keep the producer `lookahead` ahead only
             // near the frontier; deep in the cached prefix there is nothing to ask for.
-            if index + self.lookahead >= published {
-                self.shared.gate.want(index.saturating_add(1 + self.lookahead));
+            if index.saturating_add(self.lookahead) >= published {
+                self.shared.gate.want(self.demand_for(index));
             }
             // SAFETY: `index < published`, loaded with Acquire; the producer publishes only
             // items it has written (the store's invariant).
@@ -249,7 +264,7 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     #[cold]
     fn slow_get(&self, index: usize) -> Result<Option<&T>, Error> {
         let gate = &self.shared.gate;
-        gate.want(index.saturating_add(1 + self.lookahead));
+        gate.want(self.demand_for(index));
         let published = gate.wait_for(index);
         if index < published {
             // SAFETY: as in `try_get`: `wait_for` returns a count it loaded with Acquire.
@@ -267,41 +282,125 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     ///
     /// # Panics
     ///
-    /// If the producer panicked before the search could end.
+    /// If the producer panicked before the search could end, or if the sequence breaks the
+    /// order the halting condition relies on ([`Error::Unsorted`]; see
+    /// [`Buffer::try_contains`]).
     pub fn contains(&self, target: &T) -> bool
     where
         T: PartialEq,
     {
+        match self.try_contains(target) {
+            Ok(found) => found,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`Buffer::contains`], with failures as errors. The built-in halting conditions
+    /// check the order they rely on over the cached prefix, on every item the search
+    /// examines and on the item after the one that stops it: a sequence that breaks it
+    /// (`[10, 1, 2, 3]` or `0, -1, -2, ...` under [`NonDecreasing`]) is an error, not an
+    /// answer that depends on what is cached, nor an endless scan.
+    ///
+    /// ```
+    /// use speedup_buffer::{Buffer, Error};
+    ///
+    /// let b = Buffer::new(vec![10, 1, 2, 3]);
+    /// assert_eq!(b.try_contains(&1), Err(Error::Unsorted { index: 1 }));
+    /// assert_eq!(Buffer::new(vec![1, 2, 3]).try_contains(&2), Ok(true));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsorted`], [`Error::ProducerPanicked`].
+    pub fn try_contains(&self, target: &T) -> Result<bool, Error>
+    where
+        T: PartialEq,
+    {
+        let ordered = self.halt.assumes_order();
         let mut start = 0;
         if self.halt.sorted() {
             let cached = self.shared.gate.published();
+            if ordered {
+                self.check_order(cached)?;
+            }
             let (mut lo, mut hi) = (0, cached);
             // Bisection on PartialOrd via the halting condition: an item past the target.
             while lo < hi {
                 let mid = lo + (hi - lo) / 2;
                 match self.shared.items.get(mid) {
-                    Some(item) if item == target => return true,
+                    Some(item) if item == target => return Ok(true),
                     Some(item) if self.halt.halt(item, target, 0) => hi = mid,
                     _ => lo = mid + 1,
                 }
             }
             if lo < cached {
-                return false; // an item past the target is cached; it is not there
+                return Ok(false); // an item past the target is cached; it is not there
             }
             start = cached;
         }
         let mut attempts = start;
-        for index in start.. {
-            let Some(item) = self.get(index) else { return false };
+        let mut previous = match start.checked_sub(1) {
+            Some(before) if ordered => self.try_get(before)?,
+            _ => None,
+        };
+        let mut index = start;
+        loop {
+            let Some(item) = self.try_get(index)? else { return Ok(false) };
+            if let Some(previous) = previous
+                && ordered
+                && !self.halt.keeps_order(previous, item)
+            {
+                return Err(Error::Unsorted { index });
+            }
             if item == target {
-                return true;
+                return Ok(true);
             }
             attempts += 1;
             if self.halt.halt(item, target, attempts) {
-                return false;
+                // The stop trusts the order: check it once more, on the next item, so that a
+                // sequence that drops right after its first large item is reported.
+                if ordered
+                    && let Some(next_index) = index.checked_add(1)
+                    && let Some(next) = self.try_get(next_index)?
+                    && !self.halt.keeps_order(item, next)
+                {
+                    return Err(Error::Unsorted { index: next_index });
+                }
+                return Ok(false);
+            }
+            previous = Some(item);
+            let Some(next_index) = index.checked_add(1) else { return Ok(false) };
+            index = next_index;
+        }
+    }
+
+    /// Checks the halting condition's order over the first `cached` items (each pair once
+    /// over the buffer's life: the checked length is remembered).
+    fn check_order(&self, cached: usize) -> Result<(), Error> {
+        let unordered = self.unordered.load(std::sync::atomic::Ordering::Relaxed);
+        if unordered < cached {
+            return Err(Error::Unsorted { index: unordered });
+        }
+        let from = self.ordered.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        for index in from..cached {
+            let (Some(previous), Some(item)) =
+                (self.shared.items.get(index - 1), self.shared.items.get(index))
+            else {
+                break;
+            };
+            if !self.halt.keeps_order(previous, item) {
+                self.unordered.fetch_min(index, std::sync::atomic::Ordering::Relaxed);
+                return Err(Error::Unsorted { index });
             }
         }
-        false
+        self.ordered.fetch_max(cached, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The demand that keeps the producer `lookahead` items past `index` (saturating: an
+    /// index near `usize::MAX` asks for everything, it does not wrap around).
+    fn demand_for(&self, index: usize) -> usize {
+        index.saturating_add(1).saturating_add(self.lookahead)
     }
 
     /// Iterates from the first item: cached items first, then waiting for the producer.
@@ -326,10 +425,16 @@ impl<T: Send + Sync + 'static> Buffer<T> {
 }
 
 impl<T> Drop for Buffer<T> {
-    /// Stops the producer within one item and joins its thread.
+    /// Stops the producer and returns at once. A parked producer is woken and joined (its
+    /// iterator is dropped before `drop` returns). A producer inside its iterator's
+    /// `next()`, which may block for ever (a channel nobody sends to), is not waited for:
+    /// its thread is detached, finishes that `next()` on its own, stores nothing more and
+    /// exits, dropping the iterator and the items then.
     fn drop(&mut self) {
-        self.shared.gate.stop();
-        if let Some(producer) = self.producer.take() {
+        let busy = self.shared.gate.stop();
+        if let Some(producer) = self.producer.take()
+            && !busy
+        {
             // The producer catches panics from the iterator itself, so a join error can
             // only come from a panic in our own code, which has already been reported.
             let _ = producer.join();
@@ -374,7 +479,7 @@ impl<'a, T: Send + Sync + 'static> Iterator for Iter<'a, T> {
         // Keep demand `lookahead` ahead of this reader, once per half window.
         let lookahead = self.buffer.lookahead;
         if index.is_multiple_of(lookahead.div_ceil(2)) {
-            self.buffer.shared.gate.want(index + 1 + lookahead);
+            self.buffer.shared.gate.want(self.buffer.demand_for(index));
         }
         self.next += 1;
         // SAFETY: `index < self.published`, a count loaded with Acquire from the gate.

@@ -22,6 +22,17 @@ pub enum Error {
         /// The oldest item still held.
         oldest: usize,
     },
+    /// The sequence breaks the order its halting condition relies on (it decreases under
+    /// [`halt::NonDecreasing`](crate::halt::NonDecreasing), or decreases in magnitude under
+    /// [`halt::AbsNonDecreasing`](crate::halt::AbsNonDecreasing)), so a search cannot know
+    /// where to stop: its answer would depend on what happens to be cached.
+    #[error(
+        "item {index} is smaller than the item before it (in magnitude, for AbsNonDecreasing), but the buffer's halting condition assumes the sequence never decreases; search it with halt::MaxAttempts or a closure instead"
+    )]
+    Unsorted {
+        /// The first item found out of order.
+        index: usize,
+    },
     /// The spill store failed to store or read the item.
     #[error("item {index} could not be read from the spill store: {message}")]
     Spill {

@@ -24,6 +24,9 @@ pub(crate) const PANICKED: u8 = 2;
 
 /// The low bit of a counter: somebody is parked waiting for it to move.
 const PARKED: usize = 1;
+/// The largest count a counter holds (the low bit is the flag). Demand is clamped to it:
+/// no sequence can produce that many items in memory anyway.
+pub(crate) const MAX_COUNT: usize = usize::MAX >> 1;
 
 #[derive(Debug)]
 pub(crate) struct Gate {
@@ -33,6 +36,8 @@ pub(crate) struct Gate {
     wanted: AtomicUsize,
     end: AtomicU8,
     stop: AtomicBool,
+    /// The producer is inside its iterator's `next()` (see [`Gate::stop`]).
+    busy: AtomicBool,
     lock: Mutex<()>,
     producer_wake: Condvar,
     readers_wake: Condvar,
@@ -42,9 +47,10 @@ impl Gate {
     pub(crate) fn new(initial_demand: usize) -> Self {
         Gate {
             published: AtomicUsize::new(0),
-            wanted: AtomicUsize::new(initial_demand << 1),
+            wanted: AtomicUsize::new(initial_demand.min(MAX_COUNT) << 1),
             end: AtomicU8::new(RUNNING),
             stop: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
             lock: Mutex::new(()),
             producer_wake: Condvar::new(),
             readers_wake: Condvar::new(),
@@ -65,6 +71,7 @@ impl Gate {
 
     /// Raises the demand to `upto` items, waking the producer if it sleeps.
     pub(crate) fn want(&self, upto: usize) {
+        let upto = upto.min(MAX_COUNT);
         if self.wanted.load(Ordering::Relaxed) >> 1 >= upto {
             return;
         }
@@ -102,11 +109,35 @@ impl Gate {
         }
     }
 
-    /// Asks the producer to stop (the buffer is being dropped) and wakes it.
-    pub(crate) fn stop(&self) {
-        self.stop.store(true, Ordering::Release);
+    /// Asks the producer to stop (the buffer is being dropped) and wakes it. Returns
+    /// whether the producer may be inside its iterator's `next()`, which may never return:
+    /// then the caller must not wait for it.
+    ///
+    /// `stop` and `busy` are a store-then-load pair on each side (here: store `stop`, load
+    /// `busy`; the producer: store `busy`, load `stop`), so both are `SeqCst`: at least one
+    /// side sees the other's store. Either the producer sees the stop before calling
+    /// `next()`, or this sees it busy.
+    pub(crate) fn stop(&self) -> bool {
+        self.stop.store(true, Ordering::SeqCst);
+        let busy = self.busy.load(Ordering::SeqCst);
         let _guard = lock(&self.lock);
         self.producer_wake.notify_one();
+        busy
+    }
+
+    /// The producer is about to call `next()`: `false` if it must stop instead.
+    pub(crate) fn enter_next(&self) -> bool {
+        self.busy.store(true, Ordering::SeqCst);
+        if self.stop.load(Ordering::SeqCst) {
+            self.busy.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// The producer's `next()` returned.
+    pub(crate) fn leave_next(&self) {
+        self.busy.store(false, Ordering::Release);
     }
 
     // ---- producer side ----
@@ -144,7 +175,7 @@ impl Gate {
 
     /// Makes the first `count` items readable, waking parked readers.
     pub(crate) fn publish(&self, count: usize) {
-        if self.published.swap(count << 1, Ordering::AcqRel) & PARKED != 0 {
+        if self.published.swap(count.min(MAX_COUNT) << 1, Ordering::AcqRel) & PARKED != 0 {
             let _guard = lock(&self.lock);
             self.readers_wake.notify_all();
         }

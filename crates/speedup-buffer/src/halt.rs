@@ -15,6 +15,21 @@ pub trait Halt<T>: Send + Sync {
     fn sorted(&self) -> bool {
         false
     }
+
+    /// Whether the condition relies on an order of the sequence (then `keeps_order` says
+    /// whether a pair of neighbours respects it). A search checks the order on every item
+    /// it examines, and on the item after the one that stops it, and reports a sequence
+    /// that breaks it ([`Error::Unsorted`](crate::Error::Unsorted)) rather than answering.
+    fn assumes_order(&self) -> bool {
+        false
+    }
+
+    /// Whether `next`, the item right after `previous`, respects the order the condition
+    /// relies on. Only asked when [`Halt::assumes_order`] is true.
+    fn keeps_order(&self, previous: &T, next: &T) -> bool {
+        let _ = (previous, next);
+        true
+    }
 }
 
 impl<T, F: Fn(&T, &T, usize) -> bool + Send + Sync> Halt<T> for F {
@@ -25,7 +40,9 @@ impl<T, F: Fn(&T, &T, usize) -> bool + Send + Sync> Halt<T> for F {
 
 /// The default: the sequence never decreases (the primes, a counter, the positive
 /// Fibonacci numbers), so once an item is greater than the target, the target cannot
-/// come later. (The original checked this backwards; see the crate docs.)
+/// come later. (The original checked this backwards; see the crate docs.) A search checks
+/// that assumption on the items it examines and reports a decrease as
+/// [`Error::Unsorted`](crate::Error::Unsorted).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NonDecreasing;
 
@@ -37,6 +54,15 @@ impl<T: PartialOrd> Halt<T> for NonDecreasing {
     fn sorted(&self) -> bool {
         true
     }
+
+    fn assumes_order(&self) -> bool {
+        true
+    }
+
+    fn keeps_order(&self, previous: &T, next: &T) -> bool {
+        // Not `next >= previous`: incomparable items (NaN) do not prove a decrease.
+        !(next < previous)
+    }
 }
 
 /// The sequence's magnitudes never decrease (a spiral in the complex plane, an alternating
@@ -47,6 +73,14 @@ pub struct AbsNonDecreasing;
 impl<T: Magnitude> Halt<T> for AbsNonDecreasing {
     fn halt(&self, newest: &T, target: &T, _: usize) -> bool {
         newest.magnitude() > target.magnitude()
+    }
+
+    fn assumes_order(&self) -> bool {
+        true
+    }
+
+    fn keeps_order(&self, previous: &T, next: &T) -> bool {
+        !(next.magnitude() < previous.magnitude())
     }
 }
 

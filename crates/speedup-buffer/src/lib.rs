@@ -29,14 +29,22 @@
 //!
 //! - **Bounded run-ahead.** The producer stays `lookahead` items past the furthest index
 //!   any reader asked for, then parks (after a short bounded spin; no polling).
+//! - **No held-back items.** Each item is published as soon as the producer yields it: a
+//!   reader waiting for it sees it at once, however long the next item takes.
 //! - **Stable, lock-free reads.** Produced items never move; readers on any number of
 //!   threads read them without locking.
 //! - **Explicit end, loud failure.** `get` past the end of a finite sequence returns
 //!   `None`; a producer panic reaches every reader that needs an item past it (and
 //!   [`Buffer::try_get`] returns it as [`Error::ProducerPanicked`]).
-//! - **No leaks.** Dropping the buffer stops the producer within one item and joins it.
-//! - **Searching terminates.** [`Buffer::contains`] stops when the [`halt`] condition says
-//!   so, and at the end of a finite sequence.
+//! - **Dropping never hangs.** Dropping the buffer stops the producer: a parked producer is
+//!   joined at once; one blocked inside its iterator's `next()` (a channel nobody sends to)
+//!   is detached, finishes that call on its own and exits.
+//! - **Searching terminates, and never guesses.** [`Buffer::contains`] stops when the
+//!   [`halt`] condition says so, and at the end of a finite sequence. The built-in
+//!   conditions check the order they assume while scanning: a sequence that breaks it is
+//!   [`Error::Unsorted`] from [`Buffer::try_contains`], not a wrong answer.
+//! - **Any index.** Index arithmetic saturates: `get(usize::MAX)` on a finite sequence is
+//!   `None`, and `lookahead(usize::MAX)` is accepted.
 //!
 //! Bounded memory: [`WindowBuffer`] keeps only the last N items, and with a [`Spill`] store
 //! (a `speedup_paged::DiskList` under feature `spill`) older items move to disk and stay

@@ -92,8 +92,9 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
     /// [`Error::ProducerPanicked`].
     pub async fn try_get(&self, index: usize) -> Result<Option<&T>, Error> {
         let shared = &self.shared;
-        if shared.wanted.fetch_max(index + 1 + self.lookahead, Ordering::AcqRel) < index + 1 + self.lookahead
-        {
+        // Saturating: an index near `usize::MAX` asks for everything, it does not wrap.
+        let wanted = index.saturating_add(1).saturating_add(self.lookahead);
+        if shared.wanted.fetch_max(wanted, Ordering::AcqRel) < wanted {
             shared.demand.notify_one();
         }
         loop {
@@ -130,7 +131,10 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
     /// The items from the first, as a stream of references (cached items first, then
     /// waiting for the producer). Any number of such streams may run at once.
     pub fn stream(&self) -> impl Stream<Item = &T> + '_ {
-        futures::stream::unfold(0usize, move |i| async move { self.get(i).await.map(|item| (item, i + 1)) })
+        futures::stream::unfold(Some(0usize), move |i| async move {
+            let i = i?;
+            self.get(i).await.map(|item| (item, i.checked_add(1)))
+        })
     }
 
     /// Items produced so far.

@@ -49,6 +49,8 @@ struct State<T> {
     done: bool,
     panic: Option<String>,
     stop: bool,
+    /// The producer is inside its iterator's `next()`, which may never return.
+    busy: bool,
     spill: Option<Box<dyn Spill<T>>>,
     /// The first item the spill store failed to take, and why: it and every later spilled
     /// item are unreadable (reported by `get`, never passed off as the end).
@@ -113,15 +115,17 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
         I: Iterator<Item = T> + Send + 'static,
     {
         let lookahead = lookahead.max(1);
-        let window = window.max(lookahead + 1);
+        let window = window.max(lookahead.saturating_add(1));
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                items: VecDeque::with_capacity(window),
+                // Grows as items come: a huge window must not reserve its memory up front.
+                items: VecDeque::with_capacity(window.min(1024)),
                 first: 0,
                 wanted: lookahead,
                 done: false,
                 panic: None,
                 stop: false,
+                busy: false,
                 spill,
                 spill_failed: None,
             }),
@@ -145,8 +149,10 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
     /// [`Error::Evicted`], [`Error::Spill`], [`Error::ProducerPanicked`].
     pub fn get(&self, index: usize) -> Result<Option<T>, Error> {
         let mut state = self.shared.lock();
-        if state.wanted < index + 1 + self.lookahead {
-            state.wanted = index + 1 + self.lookahead;
+        // Saturating: an index near `usize::MAX` asks for everything, it does not wrap.
+        let wanted = index.saturating_add(1).saturating_add(self.lookahead);
+        if state.wanted < wanted {
+            state.wanted = wanted;
             self.shared.changed.notify_all();
         }
         loop {
@@ -192,10 +198,15 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: us
             if state.stop {
                 return;
             }
+            state.busy = true;
         }
         // The iterator runs without the lock: readers of cached items are never blocked.
         let next = catch_unwind(AssertUnwindSafe(|| iter.next()));
         let mut state = shared.lock();
+        state.busy = false;
+        if state.stop {
+            return; // dropped meanwhile: nobody reads this item
+        }
         match next {
             Ok(Some(item)) => {
                 state.items.push_back(item);
@@ -230,11 +241,19 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: us
 }
 
 impl<T> Drop for WindowBuffer<T> {
-    /// Stops the producer within one item and joins its thread.
+    /// Stops the producer and returns at once. A waiting producer is woken and joined; one
+    /// inside its iterator's `next()` (which may block for ever) is detached: it finishes
+    /// that call on its own and exits without storing anything more.
     fn drop(&mut self) {
-        self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).stop = true;
+        let busy = {
+            let mut state = self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.stop = true;
+            state.busy
+        };
         self.shared.changed.notify_all();
-        if let Some(producer) = self.producer.take() {
+        if let Some(producer) = self.producer.take()
+            && !busy
+        {
             let _ = producer.join();
         }
     }

@@ -1,0 +1,132 @@
+//! An item the producer has yielded is visible at once to a reader waiting for it, however
+//! long the next item takes, and dropping a buffer never waits for a `next()` that may
+//! never return. `SPEEDUP_BUFFER_ROUNDS` sets the rounds of the race tests (default small,
+//! for CI; try 20000).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use speedup_buffer::{Buffer, WindowBuffer};
+
+mod common;
+
+fn rounds(default: usize) -> usize {
+    std::env::var("SPEEDUP_BUFFER_ROUNDS")
+        .map_or(default, |r| r.parse().expect("SPEEDUP_BUFFER_ROUNDS: a number"))
+}
+
+/// Items from a channel; sets a flag when dropped (the producer thread exited).
+struct Channel {
+    rx: mpsc::Receiver<u64>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Iterator for Channel {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+fn channel() -> (mpsc::Sender<u64>, Channel, Arc<AtomicBool>) {
+    let (tx, rx) = mpsc::channel();
+    let dropped = Arc::new(AtomicBool::new(false));
+    (tx, Channel { rx, dropped: Arc::clone(&dropped) }, dropped)
+}
+
+#[test]
+fn a_slow_producer_is_not_held_back_by_the_lookahead() {
+    for lookahead in [16, 64] {
+        common::within(30, move || {
+            let b = Buffer::builder()
+                .lookahead(lookahead)
+                .build((0u64..).inspect(|_| std::thread::sleep(Duration::from_millis(50))));
+            let start = Instant::now();
+            assert_eq!(b.get(0), Some(&0));
+            let took = start.elapsed();
+            // One item's 50 ms, not a batch of them (the issue saw 856 ms and 3.2 s).
+            assert!(took < Duration::from_millis(400), "lookahead {lookahead}: get(0) took {took:?}");
+        });
+    }
+}
+
+#[test]
+fn items_sent_through_a_channel_are_readable_before_more_arrive() {
+    common::within(30, || {
+        let (tx, items, dropped) = channel();
+        let b = Buffer::new(items);
+        tx.send(7).unwrap();
+        tx.send(8).unwrap();
+        assert_eq!(b.get(0), Some(&7));
+        assert_eq!(b.get(1), Some(&8), "the second item is not held back for a batch of 16");
+        // The producer now waits in `recv()` for ever: dropping the buffer returns anyway.
+        let start = Instant::now();
+        drop(b);
+        assert!(start.elapsed() < Duration::from_secs(1), "drop waited for the producer's next()");
+        assert!(!dropped.load(Ordering::SeqCst), "the producer is still inside next()");
+        drop(tx); // its next() returns None: it exits and drops the iterator
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the detached producer never exited");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+}
+
+/// Hand-offs one at a time: the reader waits for item `i`, parked or spinning, and the
+/// producer then blocks in `next()` until the reader got it. A lost wake-up is a hang.
+#[test]
+fn every_item_reaches_a_waiting_reader_at_once() {
+    let rounds = rounds(2_000);
+    common::within(120, move || {
+        let (tx, items, _dropped) = channel();
+        let (ack_tx, ack_rx) = mpsc::channel::<()>();
+        let b = Arc::new(Buffer::builder().lookahead(4).build(items));
+        let reader = {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || {
+                for i in 0..rounds {
+                    assert_eq!(b.get(i), Some(&(i as u64)));
+                    ack_tx.send(()).unwrap();
+                }
+            })
+        };
+        for i in 0..rounds as u64 {
+            if i % 3 == 0 {
+                std::thread::sleep(Duration::from_micros(200)); // let the reader park
+            }
+            tx.send(i).unwrap();
+            ack_rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("item {i} was never seen"));
+        }
+        reader.join().unwrap();
+        drop(tx);
+    });
+}
+
+#[test]
+fn dropping_a_window_buffer_does_not_wait_for_a_blocked_producer() {
+    common::within(30, || {
+        let (tx, items, dropped) = channel();
+        let b = WindowBuffer::new(items, 4, 8);
+        tx.send(1).unwrap();
+        assert_eq!(b.get(0), Ok(Some(1)));
+        let start = Instant::now();
+        drop(b);
+        assert!(start.elapsed() < Duration::from_secs(1), "drop waited for the producer's next()");
+        drop(tx);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the detached producer never exited");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+}
