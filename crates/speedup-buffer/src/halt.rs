@@ -61,7 +61,7 @@ impl<T: PartialOrd> Halt<T> for NonDecreasing {
 
     fn keeps_order(&self, previous: &T, next: &T) -> bool {
         // Not `next >= previous`: incomparable items (NaN) do not prove a decrease.
-        !(next < previous)
+        next.partial_cmp(previous) != Some(std::cmp::Ordering::Less)
     }
 }
 
@@ -80,7 +80,7 @@ impl<T: Magnitude> Halt<T> for AbsNonDecreasing {
     }
 
     fn keeps_order(&self, previous: &T, next: &T) -> bool {
-        !(next.magnitude() < previous.magnitude())
+        next.magnitude().partial_cmp(&previous.magnitude()) != Some(std::cmp::Ordering::Less)
     }
 }
 
