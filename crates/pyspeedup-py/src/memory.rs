@@ -16,6 +16,16 @@ use crate::errors;
 
 type Bytes = Vec<u8>;
 
+/// `index` as a list index: `IndexError` for an int too large (as `list` does), `TypeError`
+/// for anything else that is not an int.
+fn list_index(index: &Bound<'_, PyAny>) -> PyResult<isize> {
+    if index.is_instance_of::<pyo3::types::PyInt>() {
+        index.extract().map_err(|_| PyIndexError::new_err("cannot fit 'int' into an index-sized integer"))
+    } else {
+        index.extract().map_err(|_| PyTypeError::new_err("list indices must be integers or slices"))
+    }
+}
+
 /// Entries read per trip to the store while iterating.
 const CHUNK: usize = 256;
 
@@ -322,8 +332,7 @@ impl DiskList {
             }
             return Ok(out.into_any());
         }
-        let i: isize =
-            index.extract().map_err(|_| PyTypeError::new_err("list indices must be integers or slices"))?;
+        let i = list_index(index)?;
         let pos = self.position(py, i)?;
         match self.with(py, move |s| s.get(pos))? {
             Some(v) => codec::decode(py, &v),
@@ -333,8 +342,7 @@ impl DiskList {
 
     fn __setitem__(&self, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = index.py();
-        let i: isize =
-            index.extract().map_err(|_| PyTypeError::new_err("DiskList indices must be integers"))?;
+        let i = list_index(index)?;
         let v = codec::to_bytes(value, Role::Value)?;
         let pos = self.position(py, i)?;
         self.with(py, move |s| s.set(pos, v).map(drop))
@@ -351,8 +359,7 @@ impl DiskList {
             positions.sort_unstable_by(|a, b| b.cmp(a));
             return self.with(py, move |s| positions.iter().try_for_each(|&p| s.remove(p).map(drop)));
         }
-        let i: isize =
-            index.extract().map_err(|_| PyTypeError::new_err("list indices must be integers or slices"))?;
+        let i = list_index(index)?;
         let pos = self.position(py, i)?;
         self.with(py, move |s| s.remove(pos).map(drop))
     }
