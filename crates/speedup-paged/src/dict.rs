@@ -17,11 +17,11 @@ use crate::error::{Error, Result};
 use crate::extent::Extent;
 use crate::file::StoreFile;
 use crate::hash::stable_hash;
-use crate::header::{FLAG_DEPTH_CAPPED, HeaderFallback, Identity, Kind};
+use crate::header::{HeaderFallback, Identity, Kind};
 use crate::options::Options;
 use crate::overlay::{Overlay, Pending};
-use crate::page::{self, Layout, PageView};
-use crate::record::{self, Storable};
+use crate::page::{self, Layout, MAX_PAGE_BYTES, PageView};
+use crate::record::{self, RECORD_ALIGN, Storable};
 use crate::root::{self, BucketEntry};
 use crate::validated::DictPage;
 
@@ -165,8 +165,10 @@ where
         // Pages must be real (inside the file, not overlapping) before their depths are
         // trusted to size the directory.
         file.set_live(buckets.iter().map(|b| b.page).filter(|p| p.len > 0))?;
-        let depth_limit =
-            if header.flags & FLAG_DEPTH_CAPPED != 0 { depth_cap(buckets.len() as u64) } else { MAX_DEPTH };
+        // A directory never has more slots than twice the file's bytes (see `depth_cap`), so a
+        // damaged or crafted root cannot make this allocate more than the file justifies.
+        let slots: u64 = (2 * file.len()).max(1 << 20);
+        let depth_limit = (u64::BITS - 1 - slots.leading_zeros()).min(u32::from(MAX_DEPTH)) as u8;
         let (global_depth, dir) =
             build_directory(&buckets, depth_limit).map_err(|e| Error::corrupt(&path, e))?;
         Ok(DiskDict {
@@ -519,6 +521,17 @@ where
             return Err(corrupt(format!("entry {i} belongs to another bucket")));
         }
         let page = DictPage::validate(view).map_err(corrupt)?;
+        // Each stored hash must be the key's hash under this store's seed: otherwise lookups
+        // would silently miss keys that iteration still shows (a changed seed or hash, or a
+        // key type whose `Hash` impl changed since the store was written).
+        for i in 0..page.len() {
+            let key = record::to_owned::<K>(page.key(i))?;
+            if stable_hash(&key, self.hash_seed) != page.hash(i) {
+                return Err(corrupt(format!(
+                    "entry {i}'s stored hash is not its key's: the file was altered, or the key type's Hash impl changed since it was written"
+                )));
+            }
+        }
         // Racing readers may validate the same page twice; both reach the same verdict.
         let _ = b.layout.set(view.layout());
         Ok(Some(page))
@@ -572,13 +585,16 @@ where
             let view = self.page(bucket)?;
             let merged = merge_entries(view, overlay, ops)?;
             let budget = bucket_budget(self.len, self.size_limit);
-            split(merged, local_depth, prefix, self.size_limit, self.buckets.len(), budget)
+            split(merged, local_depth, prefix, (self.size_limit, self.len), self.buckets.len(), budget)
                 .into_iter()
                 .map(|g| {
-                    let bytes = (!g.entries.is_empty()).then(|| encode_group(&g.entries));
-                    (g.local_depth, g.prefix, g.entries.len() as u32, bytes)
+                    let bytes = (!g.entries.is_empty()).then(|| encode_group(&g.entries)).transpose();
+                    let bytes = bytes.map_err(|reason| Error::Serialize {
+                        reason: format!("{reason}: its keys' hashes cannot be told apart (a Hash that ignores the key?); store smaller values or use keys that hash apart"),
+                    })?;
+                    Ok((g.local_depth, g.prefix, g.entries.len() as u32, bytes))
                 })
-                .collect::<Vec<_>>()
+                .collect::<Result<Vec<_>>>()?
         };
         let mut written = Vec::with_capacity(groups.len());
         for (_, _, _, bytes) in &groups {
@@ -676,15 +692,17 @@ struct Group<'a> {
     entries: Vec<Merged<'a>>,
 }
 
-/// How deep the directory may be with `buckets` buckets: `ceil(log2(buckets)) + DEPTH_SLACK`
-/// bits. Buckets only ever grow in number, so this holds for the life of the store, and the
-/// directory never has more than 2^(DEPTH_SLACK+1) slots (4 bytes each) per bucket,
-/// whatever the keys. A bucket gets deeper only by splitting, and each split adds buckets,
-/// so random keys reach the depth they need as the dict grows; keys whose hashes agree on
-/// more low bits than that (by chance, or crafted against a known seed) share an oversized
-/// page instead of doubling the directory.
-fn depth_cap(buckets: u64) -> u8 {
-    let bits = u64::BITS - buckets.max(1).saturating_sub(1).leading_zeros();
+/// How deep the directory may grow: `ceil(log2(pages)) + DEPTH_SLACK` bits, where `pages`
+/// is the larger of the pages the entries fill (`entries / size_limit`) and the buckets.
+/// So the directory has at most 2^(DEPTH_SLACK+1) slots (4 bytes each) per page the dict
+/// has needed, whatever the keys; random keys rarely reach the cap, and keys whose hashes
+/// agree on more low bits than that (by chance, or crafted against a known seed) share an
+/// oversized page instead of doubling the directory. Each entry keeps at least 8 bytes of
+/// the file busy while it lives and the file never shrinks, so the directory also stays
+/// under two slots per byte of the file: what `open` checks.
+fn depth_cap(entries: u64, size_limit: usize, buckets: u64) -> u8 {
+    let pages = entries.div_ceil(size_limit.max(1) as u64).max(buckets).max(1);
+    let bits = u64::BITS - (pages - 1).leading_zeros();
     (bits + DEPTH_SLACK).min(u32::from(MAX_DEPTH)) as u8
 }
 
@@ -697,9 +715,10 @@ fn bucket_budget(entries: u64, size_limit: usize) -> u64 {
     entries.div_ceil(size_limit.max(1) as u64).saturating_mul(4).saturating_add(64)
 }
 
-/// Splits a bucket's entries until each group fits `limit` (extendible hashing), never
-/// deeper than [`depth_cap`] of the dict's bucket count (`buckets` before the split, plus
-/// the groups made so far) and never past `max_buckets` buckets. An oversized group goes
+/// Splits a bucket's entries until each group fits `limit` entries and [`MAX_PAGE_BYTES`]
+/// (extendible hashing), never deeper than [`depth_cap`] for the dict's entries and bucket
+/// count (`buckets` before the split, plus the groups made so far) and never past
+/// `max_buckets` buckets. An oversized group goes
 /// straight to the depth its size calls for, as far as the caps allow, in one stable pass
 /// (so each group stays sorted by hash). A group whose hashes cannot be told apart below
 /// the cap stays whole: one big page, never a runaway directory.
@@ -707,7 +726,7 @@ fn split(
     entries: Vec<Merged<'_>>,
     local_depth: u8,
     prefix: u64,
-    limit: usize,
+    (limit, dict_entries): (usize, u64),
     buckets: usize,
     max_buckets: u64,
 ) -> Vec<Group<'_>> {
@@ -715,10 +734,12 @@ fn split(
     let mut buckets = buckets as u64;
     let mut stack = vec![Group { local_depth, prefix, entries }];
     while let Some(g) = stack.pop() {
-        let max_depth = depth_cap(buckets);
+        let max_depth = depth_cap(dict_entries, limit, buckets);
         // Splitting into 2^bits groups adds 2^bits - 1 buckets.
         let spare = max_buckets.saturating_sub(buckets);
-        if g.entries.len() <= limit || g.local_depth >= max_depth || spare == 0 {
+        let bytes: usize = g.entries.iter().map(|e| 8 + e.1.len() + e.2.len() + 2 * RECORD_ALIGN).sum();
+        let small = g.entries.len() <= limit && bytes <= MAX_PAGE_BYTES;
+        if small || g.entries.len() <= 1 || g.local_depth >= max_depth || spare == 0 {
             out.push(g);
             continue;
         }
@@ -731,8 +752,10 @@ fn split(
             out.push(g);
             continue;
         }
-        // Aim for groups about 3/4 full: 2^bits groups of len / 2^bits entries.
-        let wanted = g.entries.len().div_ceil(limit.saturating_mul(3) / 4 + 1).next_power_of_two();
+        // Aim for groups about 3/4 full (by count and by bytes): 2^bits groups of len / 2^bits.
+        let by_count = g.entries.len().div_ceil(limit.saturating_mul(3) / 4 + 1);
+        let by_bytes = bytes.div_ceil(MAX_PAGE_BYTES * 3 / 4);
+        let wanted = by_count.max(by_bytes).next_power_of_two();
         let affordable = (u64::BITS - 1 - (spare + 1).leading_zeros()) as u8; // floor(log2(spare + 1))
         let bits = (wanted.trailing_zeros() as u8).clamp(1, max_depth - g.local_depth).min(affordable);
         let fanout = 1usize << bits;
@@ -754,7 +777,7 @@ fn split(
     out
 }
 
-fn encode_group(entries: &[Merged<'_>]) -> AlignedVec {
+fn encode_group(entries: &[Merged<'_>]) -> std::result::Result<AlignedVec, String> {
     let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
     let records: Vec<&[u8]> = entries.iter().flat_map(|e| [e.1, e.2]).collect();
     page::encode(Some(&hashes), 2, &records)
@@ -1093,12 +1116,33 @@ mod tests {
     }
 
     #[test]
+    fn pages_split_by_bytes_as_well_as_by_count() {
+        // 200 entries of 1 MiB values (slices of one buffer: no I/O, little memory) fit a
+        // size_limit of 1000 by count but not the page byte limit.
+        let big = vec![0u8; 1 << 20];
+        let mut x = 1u64;
+        let entries: Vec<Merged<'_>> = (0..200)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x, &big[..8], &big[..])
+            })
+            .collect();
+        let groups = split(entries, 0, 0, (1000, 200), 1, bucket_budget(200, 1000));
+        assert!(groups.len() > 1);
+        for g in &groups {
+            let bytes: usize = g.entries.iter().map(|e| e.1.len() + e.2.len()).sum();
+            assert!(bytes <= MAX_PAGE_BYTES, "a group of {bytes} bytes");
+        }
+        assert_eq!(groups.iter().map(|g| g.entries.len()).sum::<usize>(), 200);
+    }
+
+    #[test]
     fn a_root_deeper_than_its_buckets_allow_is_corrupt_before_any_allocation() {
         let buckets: Vec<Bucket> = (0..2u64).map(|p| Bucket::empty(1, p)).collect();
         assert!(build_directory(&buckets, 3).is_ok());
         // Two buckets claiming depth 30 would need a 4 GiB directory.
         let deep = vec![Bucket::empty(30, 0), Bucket::empty(30, 1)];
-        assert!(build_directory(&deep, depth_cap(2)).unwrap_err().contains("deeper"));
+        assert!(build_directory(&deep, depth_cap(0, 1, 2)).unwrap_err().contains("deeper"));
         // Depths that do not add up to the whole hash space.
         let gap = vec![Bucket::empty(1, 0), Bucket::empty(2, 1)];
         assert!(build_directory(&gap, 3).unwrap_err().contains("cover"));

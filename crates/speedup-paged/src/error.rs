@@ -75,6 +75,20 @@ pub enum Error {
         supported: u32,
     },
 
+    /// The store places keys with a hash algorithm this build does not know (a newer release
+    /// wrote it).
+    #[error(
+        "{path} places keys with hash algorithm {found}, but this build of speedup-paged knows algorithm {supported}: open it with the release that wrote it"
+    )]
+    UnsupportedHash {
+        /// The store file.
+        path: PathBuf,
+        /// The algorithm id found in the header.
+        found: u32,
+        /// The algorithm id this build uses.
+        supported: u32,
+    },
+
     /// The store holds other key/value types than the ones it was opened with.
     #[error(
         "{path} holds {found}, but was opened as {expected}: open it with the types it was written with, or use another basename"

@@ -19,9 +19,10 @@ pub(crate) struct Extent {
 }
 
 impl Extent {
-    /// The bytes the extent occupies in the file, padding included.
+    /// The bytes the extent occupies in the file, padding included (saturating: a crafted
+    /// length near `u64::MAX` is caught as lying past the end of the file, not a panic).
     pub(crate) fn footprint(&self) -> u64 {
-        self.len.next_multiple_of(EXTENT_ALIGN)
+        self.len.checked_next_multiple_of(EXTENT_ALIGN).unwrap_or(u64::MAX)
     }
 }
 
@@ -52,7 +53,7 @@ impl Extents {
             if offset > this.end {
                 this.insert_free(this.end, offset - this.end);
             }
-            this.end = offset + len;
+            this.end = offset.checked_add(len).ok_or_else(|| format!("extent at {offset} ends past 2^64"))?;
         }
         Ok(this)
     }

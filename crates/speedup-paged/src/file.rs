@@ -28,7 +28,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use memmap2::{Advice, Mmap};
 
 use crate::error::{Activity, Error, Result};
 use crate::extent::{Extent, Extents};
@@ -36,6 +36,8 @@ use crate::header::{
     DATA_START, Header, HeaderFallback, Identity, Kind, encode_slot, read_header, slot_offset, truncate_label,
 };
 
+/// Extents at least this long are prefetched as a whole before a full read.
+const WILLNEED_MIN: usize = 16 << 10;
 /// Growth step of the file (and of the mapping).
 const GROW_MIN: u64 = 1 << 16;
 
@@ -88,6 +90,11 @@ impl StoreFile {
         self.fallback.as_ref()
     }
 
+    /// The file's length in bytes (it only ever grows).
+    pub(crate) fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -112,6 +119,12 @@ impl StoreFile {
     /// checksum matches.
     pub(crate) fn read_checked(&self, extent: Extent) -> Result<&[u8]> {
         let bytes = self.read(extent)?;
+        if bytes.len() >= WILLNEED_MIN {
+            // The whole extent is about to be read: ask for it in one go, since the mapping
+            // is advised random (see `map`) and would otherwise fault it in 4 KiB at a time.
+            // Advice only; an error changes nothing.
+            let _ = self.map.advise_range(Advice::WillNeed, extent.offset as usize, bytes.len());
+        }
         if checksum(bytes) != extent.checksum {
             return Err(Error::corrupt(
                 &self.path,
@@ -198,7 +211,13 @@ fn map(file: &File, path: &Path) -> Result<Mmap> {
     // life of the mapping, only grows, and is written (through `write_all_at`) only in extents
     // no borrowed page refers to, since writing takes `&mut StoreFile`. The tests
     // `crash::*`, `corruption::*` and `lock::*` exercise these rules.
-    unsafe { Mmap::map(file) }.map_err(|e| Error::io(path, e))
+    let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io(path, e))?;
+    // Point reads touch one or two 4 KiB pages of a page (its hash array, then one record).
+    // Without this, each fault reads ahead tens of KiB that a store larger than memory
+    // evicts again at once (the readahead thrashing that sinks LMDB out of core). Whole
+    // extents are asked for explicitly (`read_checked`). Advice only; an error changes nothing.
+    let _ = map.advise(Advice::Random);
+    Ok(map)
 }
 
 /// Opens the store file at `path`, creating it if it is missing, and locks it.
@@ -262,7 +281,9 @@ fn create(path: &Path, kind: Kind, label: &str, fingerprint: u64) -> Result<()> 
         .map_err(|e| Error::io_during(path, e, Activity::Creating))?;
     let first = Header::new_store();
     let file = tmp.as_file();
-    file.write_all_at(&encode_slot(kind, label, fingerprint, &first), 0)
+    // Generation 1 goes where generation 1 belongs (slot B), so the first flush (generation
+    // 2, slot A) leaves it intact to fall back on.
+    file.write_all_at(&encode_slot(kind, label, fingerprint, &first), slot_offset(first.generation))
         .and_then(|()| file.set_len(DATA_START))
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io_during(path, e, Activity::Creating))?;

@@ -15,7 +15,7 @@
 //! 40   24  root extent: offset, length, XXH3-64 checksum
 //! 64    8  number of entries
 //! 72    8  key hash seed (random per store, fixed for its life; 0 in format 1)
-//! 80    4  flags: bit 0 = the dict's directory depth is capped (stores created by format 2)
+//! 80    4  flags: none defined yet (zero)
 //! 84    4  zero
 //! 88    ..  type identity, UTF-8, cut to 4000 bytes (for messages; the fingerprint decides)
 //! 4088  8  XXH3-64 of bytes 0..4088
@@ -43,9 +43,6 @@ const SLOT_CHECKSUM_AT: usize = 4088;
 const SEED_AT: usize = 72;
 const FLAGS_AT: usize = 80;
 const LABEL_AT: usize = 88;
-/// Header flag: the store was created with the dict directory's depth cap in force, so
-/// its directory may be checked against that cap on open (migrated stores are not).
-pub(crate) const FLAG_DEPTH_CAPPED: u32 = 1;
 const LABEL_AT_FORMAT_1: usize = 72;
 const MAX_LABEL: usize = 4000;
 /// Where the first extent may start: after both slots.
@@ -82,13 +79,7 @@ pub(crate) struct Header {
 impl Header {
     /// The first header of a new store: generation 1, empty, a fresh random hash seed.
     pub(crate) fn new_store() -> Self {
-        Header {
-            generation: 1,
-            root: Extent::default(),
-            entries: 0,
-            hash_seed: random_seed(),
-            flags: FLAG_DEPTH_CAPPED,
-        }
+        Header { generation: 1, root: Extent::default(), entries: 0, hash_seed: random_seed(), flags: 0 }
     }
 }
 
@@ -219,14 +210,17 @@ pub(crate) fn read_header(
     let mut slots = vec![0u8; DATA_START as usize];
     file.read_exact_at(&mut slots, 0).map_err(|e| Error::io(path, e))?;
     let (a, b) = slots.split_at(SLOT as usize);
-    // A slot that was never written is all zeros (slot B until the second flush); any other
-    // slot that fails to decode was torn or damaged.
-    let damaged = |bytes: &[u8]| bytes.iter().any(|&x| x != 0);
     let (slot_a, slot_b) = (decode_slot(a), decode_slot(b));
     let (current, damaged_offset) = match (slot_a, slot_b) {
         (Some(a), Some(b)) => (if a.header.generation >= b.header.generation { a } else { b }, None),
-        (Some(s), None) => (s, damaged(b).then_some(SLOT)),
-        (None, Some(s)) => (s, damaged(a).then_some(0)),
+        (Some(s), None) => {
+            let lost = may_have_been_newer(b, s.header.generation);
+            (s, lost.then_some(SLOT))
+        }
+        (None, Some(s)) => {
+            let lost = may_have_been_newer(a, s.header.generation);
+            (s, lost.then_some(0))
+        }
         (None, None) if a[0..8] != MAGIC && b[0..8] != MAGIC => {
             return Err(Error::NotAStore { path: path.into() });
         }
@@ -242,7 +236,18 @@ pub(crate) fn read_header(
         });
     }
     if current.kind != kind as u32 {
-        let found = if current.kind == Kind::Dict as u32 { Kind::Dict } else { Kind::List };
+        let found = match current.kind {
+            1 => Kind::Dict,
+            2 => Kind::List,
+            other => {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "the header names store kind {other}, which is neither a DiskDict (1) nor a DiskList (2)"
+                    ),
+                ));
+            }
+        };
         return Err(Error::TypeMismatch {
             path: path.into(),
             expected: format!("a {}", kind.name()),
@@ -250,7 +255,7 @@ pub(crate) fn read_header(
         });
     }
     if current.hash != HASH_ALGORITHM {
-        return Err(Error::UnsupportedFormat {
+        return Err(Error::UnsupportedHash {
             path: path.into(),
             found: current.hash,
             supported: HASH_ALGORITHM,
@@ -289,6 +294,20 @@ pub(crate) fn read_header(
         report
     });
     Ok((current.header, fallback))
+}
+
+/// Whether a slot that fails to decode may have held a newer header than the valid one, of
+/// generation `current`; if so, the last flush is not in the store.
+fn may_have_been_newer(bytes: &[u8], current: u64) -> bool {
+    if bytes.iter().all(|&x| x == 0) {
+        // Never written: a new store has one blank slot until its second flush (generation 1
+        // is in slot B; stores made before format 2 wrote it into slot A and flushed once
+        // into A again). Past that, a blank slot was wiped.
+        return current > 2;
+    }
+    // A damaged slot whose magic and generation field still read `current - 1` was the older
+    // one, and nothing newer was lost. Anything else may have been `current + 1`.
+    !(bytes[0..8] == MAGIC && u64_at(bytes, 24) == current.wrapping_sub(1))
 }
 
 fn starts_with_magic(file: &File) -> bool {

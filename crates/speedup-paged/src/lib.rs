@@ -40,13 +40,17 @@
 //!   no per-key index in memory). `DiskList`: O(1) `get`, `set`, `push`, `pop`; `insert` and
 //!   `remove` are O(n / size_limit + size_limit). `len` is O(1) without I/O.
 //! - **Memory.** Anonymous memory is bounded by the options, not by the number of entries:
-//!   at most `size_limit × max_pages` entries wait in the write overlay (dict) or sit in
-//!   resident pages (list), plus a page index: about 200 bytes per page for a dict (its
-//!   bucket and at most 16 directory slots; there are at most 64 plus 4 × entries /
-//!   `size_limit` buckets) and about 50 per page for a list. This holds for every accepted option
+//!   at most `size_limit × max_pages` entries (and at most 256 MiB of records) wait in the
+//!   write overlay (dict) or sit in resident pages (list), plus a page index of about 200
+//!   bytes per page (for a dict: its bucket and at most 16 directory slots; there are at
+//!   most 64 plus 4 × entries / `size_limit` buckets, counting the most entries the dict
+//!   has held, since buckets are not merged back until [`DiskDict::clear`]). Pages hold at
+//!   most `size_limit` entries and about 64 MiB. This holds for every accepted option
 //!   (`size_limit(1)` included: 100k entries take 17 MiB) and for any keys: hashes are
-//!   seeded per store, and keys whose hashes collide anyway share an oversized page
-//!   instead of growing the directory. Reads go through a read-only shared mapping of the
+//!   seeded per store, and keys whose hashes collide anyway share an oversized page instead
+//!   of growing the directory. (A `Hash` impl that ignores the key puts every entry in one
+//!   page that each merge rewrites: correct, but O(n) per merge, as a constant hash makes
+//!   `HashMap` O(n) per operation.) Reads go through a read-only shared mapping of the
 //!   file: those pages are file-backed, so the kernel can drop them under pressure; they
 //!   never go to swap.
 //! - **Durability.** When [`DiskDict::flush`] / [`DiskList::flush`] returns `Ok`, everything
@@ -137,6 +141,10 @@ pub use schema::{Schema, SchemaWriter, schema_of};
 /// (see [`schema_of`]). Moving `Point` to another module or crate, or renaming it, keeps
 /// its stores readable; adding, removing, renaming, reordering or retyping a field makes
 /// `open` fail with [`Error::TypeMismatch`], which shows both schemas.
+///
+/// A type that contains itself (a tree) needs rkyv's usual attributes for recursion as well
+/// (`#[rkyv(omit_bounds)]` on the recursive field, and the serialize, deserialize and
+/// bytecheck bounds that rkyv's documentation gives); they become part of its schema.
 ///
 /// Arguments: `#[storable(version = 2)]` marks an intentional change (stores of another
 /// version refuse to open even where the fields match); `#[storable(crate = path)]` says

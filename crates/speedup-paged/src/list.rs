@@ -18,7 +18,7 @@ use crate::extent::Extent;
 use crate::file::StoreFile;
 use crate::header::{HeaderFallback, Identity, Kind};
 use crate::options::Options;
-use crate::page::{self, Layout, PageView};
+use crate::page::{self, Layout, MAX_PAGE_BYTES, PageView};
 use crate::record::{self, Span, Storable};
 use crate::root::{self, PageEntry};
 use crate::validated::ItemPage;
@@ -270,8 +270,9 @@ impl<T: Storable> DiskList<T> {
     /// [`Error::Serialize`]; I/O errors ([`Error::Io`], [`Error::DiskFull`]) when a resident
     /// page has to be written out to make room first. On any error nothing changed.
     pub fn push(&mut self, item: T) -> Result<()> {
-        let last_full =
-            self.order.last().is_none_or(|&id| self.pages[id as usize].count as usize >= self.size_limit);
+        let last_full = self.order.last().is_none_or(|&id| {
+            self.pages[id as usize].count as usize >= self.size_limit || self.page_bytes(id) >= MAX_PAGE_BYTES
+        });
         let tail: Vec<u32> =
             if last_full { Vec::new() } else { self.order.last().copied().into_iter().collect() };
         self.make_room(&tail)?;
@@ -349,10 +350,20 @@ impl<T: Storable> DiskList<T> {
         self.shift_starts(pos + 1, 1);
         self.len += 1;
         self.dirty = true;
-        if self.pages[id as usize].count as usize > self.size_limit {
+        let page = &self.pages[id as usize];
+        if page.count as usize > self.size_limit || (page.count > 1 && self.page_bytes(id) > MAX_PAGE_BYTES) {
             self.split_page(pos);
         }
         Ok(())
+    }
+
+    /// The live bytes of page `id`: its buffer's records if resident, else its disk extent.
+    fn page_bytes(&self, id: u32) -> usize {
+        let page = &self.pages[id as usize];
+        match &page.buffer {
+            Some(buf) => buf.arena.len() - buf.garbage,
+            None => page.disk.len as usize,
+        }
     }
 
     /// Removes and returns item `index`, shifting later items.
@@ -662,7 +673,7 @@ impl<T: Storable> DiskList<T> {
             return Ok(());
         };
         let records: Vec<&[u8]> = (0..buf.spans.len()).map(|i| buf.record(i)).collect();
-        let bytes = page::encode(None, 1, &records);
+        let bytes = page::encode(None, 1, &records).map_err(|reason| Error::Serialize { reason })?;
         let extent = self.file.write(&bytes)?;
         let page = &mut self.pages[id as usize];
         let old = std::mem::replace(&mut page.disk, extent);

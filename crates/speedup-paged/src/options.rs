@@ -2,7 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Activity, Error, Result};
+
+/// The largest `size_limit` accepted (larger values are clamped to it).
+pub(crate) const MAX_SIZE_LIMIT: usize = 1_000_000;
 
 /// Default items per page (the seed's `size_limit`).
 pub const DEFAULT_SIZE_LIMIT: usize = 1024;
@@ -59,7 +62,7 @@ impl Options {
     /// Every value keeps memory within the crate's bound ("Memory" in the crate docs);
     /// small values cost a page index entry (about 200 bytes for a dict) per few items.
     pub fn size_limit(mut self, items: usize) -> Self {
-        self.size_limit = items.clamp(1, 1_000_000);
+        self.size_limit = items.clamp(1, MAX_SIZE_LIMIT);
         self
     }
 
@@ -107,7 +110,7 @@ impl Options {
             if !self.create_location {
                 return Err(Error::LocationMissing { path: dir });
             }
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io_during(&dir, e, Activity::Creating))?;
         }
         Ok(dir.join(format!("{basename}.{extension}")))
     }

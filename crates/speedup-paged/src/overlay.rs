@@ -14,6 +14,10 @@ use rkyv::util::AlignedVec;
 use crate::error::Result;
 use crate::record::{self, Span, Storable};
 
+/// The overlay is merged once its records take this many bytes, whatever the options: it
+/// bounds memory for large values, and keeps record offsets far below 4 GiB (they are u32).
+const MAX_OVERLAY_BYTES: usize = 256 << 20;
+
 #[derive(Debug)]
 pub(crate) struct Pending<K> {
     pub(crate) hash: u64,
@@ -53,6 +57,7 @@ impl<K: Storable + Eq, V: Storable> Overlay<K, V> {
     /// Whether the overlay should be merged into pages now.
     pub(crate) fn is_full(&self, max_entries: usize) -> bool {
         self.entries.len() > max_entries
+            || self.arena.len() > MAX_OVERLAY_BYTES
             || (self.dead_bytes > 1 << 20 && self.dead_bytes > self.arena.len() / 2)
     }
 

@@ -59,9 +59,22 @@ fn fixed_offsets(lens: &[usize]) -> ([usize; MAX_WIDTH], usize) {
     (offsets, at.next_multiple_of(max_align))
 }
 
+/// The stores keep pages under about this many bytes (splitting by size as well as by
+/// `size_limit`), so a page stays far below the 4 GiB its u32 offsets can address and a merge
+/// holds a bounded amount of it in memory.
+pub(crate) const MAX_PAGE_BYTES: usize = 64 << 20;
+
 /// Encodes a page from records given as byte slices, `width` per entry, in entry order.
-pub(crate) fn encode(hashes: Option<&[u64]>, width: usize, records: &[&[u8]]) -> AlignedVec {
+/// Fails, writing nothing, if the page could not address its records (over 4 GiB).
+pub(crate) fn encode(hashes: Option<&[u64]>, width: usize, records: &[&[u8]]) -> Result<AlignedVec, String> {
     let n = records.len() / width;
+    let total: usize =
+        HEADER + 8 * n + 8 * records.len() + records.iter().map(|r| r.len() + RECORD_ALIGN).sum::<usize>();
+    if u32::try_from(total).is_err() {
+        return Err(format!(
+            "a page of {n} entries would take {total} bytes, more than the 4 GiB a page can address"
+        ));
+    }
     debug_assert!(n * width == records.len() && (1..=MAX_WIDTH).contains(&width));
     debug_assert!(hashes.is_none_or(|h| h.len() == n));
     let hash_bytes = if hashes.is_some() { 8 * n } else { 0 };
@@ -102,7 +115,7 @@ pub(crate) fn encode(hashes: Option<&[u64]>, width: usize, records: &[&[u8]]) ->
             }
         }
         out.resize(table_end + n * entry, 0);
-        return out;
+        return Ok(out);
     }
     let mut at = table_end;
     for r in records {
@@ -115,7 +128,7 @@ pub(crate) fn encode(hashes: Option<&[u64]>, width: usize, records: &[&[u8]]) ->
         out.extend_from_slice(r);
         pad(&mut out);
     }
-    out
+    Ok(out)
 }
 
 /// How records are found in a page; cached per page once the page is validated, so that
@@ -329,7 +342,7 @@ mod tests {
             .collect();
         let records: Vec<&[u8]> = spans.iter().map(|s| &buf[s.range()]).collect();
         let hashes: Vec<u64> = entries.iter().map(|e| e.0).collect();
-        encode(Some(&hashes), 2, &records)
+        encode(Some(&hashes), 2, &records).unwrap()
     }
 
     #[test]
@@ -359,7 +372,7 @@ mod tests {
             .flat_map(|i| [append(&mut buf, &i).unwrap(), append(&mut buf, &(i as u32)).unwrap()])
             .collect();
         let records: Vec<&[u8]> = spans.iter().map(|s| &buf[s.range()]).collect();
-        let page = encode(Some(&[1, 2, 3, 4, 5]), 2, &records);
+        let page = encode(Some(&[1, 2, 3, 4, 5]), 2, &records).unwrap();
         assert_eq!(
             page.len(),
             16 + 40 + 8 + 5 * 16,
@@ -381,7 +394,7 @@ mod tests {
 
     #[test]
     fn an_empty_page_parses() {
-        let page = encode(None, 1, &[]);
+        let page = encode(None, 1, &[]).unwrap();
         assert_eq!(PageView::parse(&page, 1, false).unwrap().len(), 0);
         assert!(PageView::parse(&page, 2, false).is_err(), "width is checked");
         assert!(PageView::parse(&page, 1, true).is_err(), "flags are checked");
@@ -404,7 +417,7 @@ mod tests {
             let mut buf = AlignedVec::<16>::new();
             let spans: Vec<_> = hashes.iter().map(|h| append(&mut buf, h).unwrap()).collect();
             let records: Vec<&[u8]> = spans.iter().map(|s| &buf[s.range()]).collect();
-            let page = encode(Some(&hashes), 1, &records);
+            let page = encode(Some(&hashes), 1, &records).unwrap();
             let view = PageView::parse(&page, 1, true).unwrap();
             for p in probes.into_iter().chain(hashes.iter().copied()).chain([0, u64::MAX]) {
                 prop_assert_eq!(view.lower_bound(p), hashes.partition_point(|&h| h < p));

@@ -4,6 +4,7 @@
 
 use crate::extent::Extent;
 use crate::le::{u32_at, u64_at};
+use crate::options::MAX_SIZE_LIMIT;
 
 const DICT_MAGIC: [u8; 4] = *b"SPDR";
 const LIST_MAGIC: [u8; 4] = *b"SPLR";
@@ -87,7 +88,8 @@ pub(crate) fn decode_dict(bytes: &[u8], max_depth: u8) -> Result<Vec<BucketEntry
             if local_depth > max_depth || prefix >> local_depth != 0 {
                 return Err(format!("bucket {i} has depth {local_depth} and prefix {prefix:#x}"));
             }
-            if (page.len == 0) != (count == 0) {
+            // Every entry of a dict page has an 8-byte hash.
+            if (page.len == 0) != (count == 0) || u64::from(count) * 8 > page.len {
                 return Err(format!("bucket {i} has {count} entries but a page of {} bytes", page.len));
             }
             Ok(BucketEntry { local_depth, prefix, page, count })
@@ -110,7 +112,11 @@ pub(crate) fn decode_list(bytes: &[u8]) -> Result<Vec<PageEntry>, String> {
         .map(|i| {
             let at = 8 + i * PAGE_BYTES;
             let page = extent_at(bytes, at);
-            let count = u32::try_from(u64_at(bytes, at + 24)).ok().filter(|&c| c > 0 && page.len > 0);
+            // A list page never holds more than the largest `size_limit`: a crafted count of
+            // billions of zero-sized items would otherwise take minutes to validate.
+            let count = u32::try_from(u64_at(bytes, at + 24))
+                .ok()
+                .filter(|&c| c > 0 && c as usize <= MAX_SIZE_LIMIT && page.len > 0);
             let count = count.ok_or_else(|| format!("page {i} has an impossible item count"))?;
             Ok(PageEntry { page, count })
         })

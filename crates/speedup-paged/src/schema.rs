@@ -89,7 +89,8 @@ leaf! {
     std::num::NonZeroI8 => "nonzero_i8", std::num::NonZeroI16 => "nonzero_i16",
     std::num::NonZeroI32 => "nonzero_i32", std::num::NonZeroI64 => "nonzero_i64",
     std::num::NonZeroI128 => "nonzero_i128", std::num::NonZeroIsize => "nonzero_isize",
-    String => "string", str => "string",
+    // `String` archives as `ArchivedString`, `str` (behind a `Box`) as `ArchivedBox<str>`.
+    String => "string", str => "str",
     std::time::Duration => "duration",
 }
 
@@ -254,7 +255,8 @@ mod tests {
         assert_eq!(schema_of::<(u32, i64)>(), "(u32,i64)");
         assert_eq!(schema_of::<(u32,)>(), "(u32)");
         assert_eq!(schema_of::<[u8; 4]>(), "[u8;4]");
-        assert_eq!(schema_of::<Box<str>>(), "box<string>");
+        assert_eq!(schema_of::<Box<str>>(), "box<str>");
+        assert_ne!(schema_of::<Box<String>>(), schema_of::<Box<str>>());
         assert_eq!(schema_of::<HashMap<String, Vec<f32>>>(), "hashmap<string,vec<f32>>");
         assert_eq!(schema_of::<Result<u8, String>>(), "result<u8,string>");
     }
