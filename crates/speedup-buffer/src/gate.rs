@@ -28,6 +28,11 @@ const PARKED: usize = 1;
 /// no sequence can produce that many items in memory anyway.
 pub(crate) const MAX_COUNT: usize = usize::MAX >> 1;
 
+/// Keeps a field on cache lines of its own (128 bytes: adjacent-line prefetching).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
 #[derive(Debug)]
 pub(crate) struct Gate {
     /// `published << 1 | readers parked`.
@@ -38,6 +43,10 @@ pub(crate) struct Gate {
     stop: AtomicBool,
     /// The producer is inside its iterator's `next()` (see [`Gate::stop`]).
     busy: AtomicBool,
+    /// Readers about to park (see [`Gate::wait_for`]): while any, every item is published
+    /// as soon as it is stored. On a cache line of its own: the producer reads it (with a
+    /// read-modify-write) after every item, and readers poll `published`.
+    waiting: Padded<AtomicUsize>,
     lock: Mutex<()>,
     producer_wake: Condvar,
     readers_wake: Condvar,
@@ -51,6 +60,7 @@ impl Gate {
             end: AtomicU8::new(RUNNING),
             stop: AtomicBool::new(false),
             busy: AtomicBool::new(false),
+            waiting: Padded(AtomicUsize::new(0)),
             lock: Mutex::new(()),
             producer_wake: Condvar::new(),
             readers_wake: Condvar::new(),
@@ -82,8 +92,19 @@ impl Gate {
         }
     }
 
-    /// Waits until item `index` is published or the producer ended. Returns `published`.
-    pub(crate) fn wait_for(&self, index: usize) -> usize {
+    /// Waits until item `index` is readable or the producer ended. Returns a count of
+    /// readable items, loaded with `Acquire`: `published`, or the store's `written` count
+    /// (`written()`), which the producer raises after each item, before publishing a batch.
+    ///
+    /// A reader first spins (a few microseconds) on `published`, which a fast producer raises
+    /// in batches: that is the hand-off's speed. A reader about to park then registers in
+    /// `waiting` (a read-modify-write) and looks at `written`; the producer
+    /// reads `waiting` with a read-modify-write after storing each item and publishes at
+    /// once if anyone is registered. Read-modify-writes of one atomic are totally ordered:
+    /// either the producer sees the registration (and publishes, waking the reader through
+    /// the parked flag), or the registration reads from the producer's and so sees the item
+    /// in `written`. So a stored item never waits for a batch to fill while a reader sleeps.
+    pub(crate) fn wait_for(&self, index: usize, written: impl Fn() -> usize) -> usize {
         for round in 0..SPINS {
             let published = self.published();
             if index < published {
@@ -96,6 +117,17 @@ impl Gate {
             }
             backoff(round);
         }
+        self.waiting.0.fetch_add(1, Ordering::AcqRel);
+        let readable = self.park_for(index, &written);
+        self.waiting.0.fetch_sub(1, Ordering::Release);
+        readable
+    }
+
+    fn park_for(&self, index: usize, written: &impl Fn() -> usize) -> usize {
+        let stored = written();
+        if index < stored {
+            return stored;
+        }
         let mut guard = lock(&self.lock);
         loop {
             let published = self.published.fetch_or(PARKED, Ordering::AcqRel) >> 1;
@@ -107,6 +139,12 @@ impl Gate {
             }
             guard = self.readers_wake.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
         }
+    }
+
+    /// Whether a reader is about to park (then the producer publishes each item at once).
+    /// A read-modify-write on purpose: see [`Gate::wait_for`].
+    pub(crate) fn readers_waiting(&self) -> bool {
+        self.waiting.0.fetch_add(0, Ordering::AcqRel) != 0
     }
 
     /// Asks the producer to stop (the buffer is being dropped) and wakes it. Returns

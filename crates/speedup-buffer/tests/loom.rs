@@ -36,3 +36,27 @@ fn two_readers_and_a_drop() {
         assert_eq!(other.join().unwrap(), Some(2));
     });
 }
+
+/// The producer stores item 0 and then waits, inside `next()`, until the reader has read
+/// item 0: the item must reach the reader before its batch is complete (batching would
+/// deadlock this model, which loom reports).
+#[test]
+fn a_stored_item_reaches_a_waiting_reader_before_the_batch_ends() {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    loom::model(|| {
+        let read = Arc::new(AtomicBool::new(false));
+        let seen = Arc::clone(&read);
+        let items = (0u8..2).inspect(move |&i| {
+            if i == 1 {
+                while !seen.load(Ordering::Acquire) {
+                    loom::thread::yield_now();
+                }
+            }
+        });
+        let b = Buffer::builder().lookahead(4).build(items);
+        assert_eq!(b.get(0), Some(&0));
+        read.store(true, Ordering::Release);
+        assert_eq!(b.get(1), Some(&1));
+    });
+}
