@@ -63,9 +63,12 @@
 //! the key in Redis (`SET <key>:lease <token> NX PX <ttl>`), refreshed while it computes;
 //! other workers wait for the value, woken by a message on the cache's pub/sub channel (with
 //! a bounded poll as the fallback). A worker that dies stops refreshing; its lease expires
-//! and a waiting worker takes over. Values are rkyv archives behind a checksummed header,
-//! validated on every read; keys are namespaced by cache name, key and value types and a
-//! version. When Redis is down, the cache computes locally and logs through `tracing`
+//! and a waiting worker takes over. A lease key that never expires (not one of ours) is
+//! reported as [`Error::Corrupt`] naming it, not waited for. Values are rkyv archives
+//! behind a checksummed header that also carries a hash of the key they were written for,
+//! validated on every read (a value copied under another key is `Corrupt`); keys are
+//! namespaced by cache name, key and value types and a version. `RedisConfig::timeout`
+//! bounds each call to Redis, reconnection included. When Redis is down, the cache computes locally and logs through `tracing`
 //! (`FailMode::Open`, the default) or refuses with [`Error::Unavailable`]
 //! (`FailMode::Closed`).
 //!

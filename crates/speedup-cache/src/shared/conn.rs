@@ -80,25 +80,34 @@ impl Redis {
                 until.saturating_duration_since(Instant::now()).as_millis()
             )));
         }
+        // One limit for the whole call, reconnection included: a retry gets what is left.
+        let deadline = Instant::now() + self.timeout;
         let pooled = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let (mut conn, mut retry) = match pooled {
-            Some(conn) => (conn, true),
-            None => (self.connect().map_err(|e| self.trip(&e))?, false),
+        let (mut conn, mut retry, mut shortened) = match pooled {
+            Some(conn) => (conn, true, false),
+            None => (self.connect(deadline).map_err(|e| self.trip(&e))?, false, true),
         };
         loop {
             match command(&mut conn) {
                 Ok(value) => {
                     self.recovered();
+                    // A connection made with what a call had left gets the full limit back.
+                    let reusable = !shortened
+                        || (conn.set_read_timeout(Some(self.timeout)).is_ok()
+                            && conn.set_write_timeout(Some(self.timeout)).is_ok());
                     let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                    if idle.len() < MAX_IDLE {
+                    if reusable && idle.len() < MAX_IDLE {
                         idle.push(conn);
                     }
                     return Ok(value);
                 }
-                Err(e) if is_outage(&e) && retry => {
+                Err(e) if is_outage(&e) && retry && Instant::now() < deadline => {
+                    // A pooled connection that broke (the server restarted): one fresh try
+                    // with the time left. A command that timed out leaves none.
                     retry = false;
+                    shortened = true;
                     self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
-                    conn = self.connect().map_err(|e| self.trip(&e))?;
+                    conn = self.connect(deadline).map_err(|e| self.trip(&e))?;
                 }
                 Err(e) if is_wrong_type(&e) => return Err(Failure::WrongType(e)),
                 Err(e) => return Err(self.trip(&e)),
@@ -107,10 +116,15 @@ impl Redis {
     }
 
     /// A new connection whose reads and writes time out.
-    fn connect(&self) -> RedisResult<Connection> {
-        let conn = self.client.get_connection_with_timeout(self.timeout)?;
-        conn.set_read_timeout(Some(self.timeout))?;
-        conn.set_write_timeout(Some(self.timeout))?;
+    /// A connection made, and whose next reply is awaited, before `deadline`: the connect
+    /// gets the time left, and reads and writes what is left after it. (`run` restores the
+    /// full timeout before pooling it.) So a call, reconnection included, never takes
+    /// longer than the configured timeout.
+    fn connect(&self, deadline: Instant) -> RedisResult<Connection> {
+        let left = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let conn = self.client.get_connection_with_timeout(left())?;
+        conn.set_read_timeout(Some(left()))?;
+        conn.set_write_timeout(Some(left()))?;
         Ok(conn)
     }
 

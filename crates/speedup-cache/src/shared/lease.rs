@@ -47,7 +47,7 @@ impl<V> LeaseGuard<V> {
 impl<V: Storable> Lease<V> for LeaseGuard<V> {
     fn publish(mut self: Box<Self>, value: &V) {
         self.core.stats.computed.fetch_add(1, Ordering::Relaxed);
-        let framed = match codec::frame(value, self.core.ns.fingerprint) {
+        let framed = match codec::frame(value, self.core.ns.fingerprint, &self.names.value) {
             Ok(framed) => framed,
             Err(error) => {
                 self.core.stats.errors.fetch_add(1, Ordering::Relaxed);

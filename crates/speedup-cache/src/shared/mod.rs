@@ -194,7 +194,12 @@ impl RedisConfig {
         self
     }
 
-    /// How long to wait for a connection or a reply before calling Redis unreachable.
+    /// How long one call to Redis may take before Redis counts as unreachable: connecting
+    /// (or reconnecting, when a pooled connection turns out broken), sending, and waiting
+    /// for the reply, all together. A `get` makes one such call to look the key up and,
+    /// after computing it, one to publish it; waiting for another worker's lease is not a
+    /// call (it is bounded by the lease's expiry). While Redis is found down, calls fail
+    /// at once until [`RedisConfig::retry_after`] has passed.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(1));
         self
@@ -301,7 +306,7 @@ impl<K: Storable, V: Storable + 'static> RedisTier<K, V> {
 impl<K, V: Storable> RedisTier<K, V> {
     /// A value read from Redis, once it checks out.
     fn fetched(&self, bytes: &[u8], names: &Names) -> Result<Acquired<V>, TierError> {
-        let value = codec::unframe::<V>(bytes, self.core.ns.fingerprint)
+        let value = codec::unframe::<V>(bytes, self.core.ns.fingerprint, &names.value)
             .map_err(|e| TierError::Corrupt(format!("{e} (Redis key \"{}\")", names.value.escape_ascii())))?;
         self.core.stats.fetched.fetch_add(1, Ordering::Relaxed);
         Ok(Acquired::Value(value))
@@ -328,7 +333,11 @@ impl HitShare {
 enum Reply {
     Value(Vec<u8>),
     Leased,
-    Busy { pttl_ms: i64 },
+    Busy {
+        pttl_ms: i64,
+    },
+    /// The lease key never expires: not a lease of ours, and waiting would never end.
+    Unexpiring,
 }
 
 fn parse_reply(reply: redis::Value) -> Result<Reply, String> {
@@ -337,6 +346,7 @@ fn parse_reply(reply: redis::Value) -> Result<Reply, String> {
         Value::Array(items) => match items.as_slice() {
             [Value::Int(1), Value::BulkString(bytes)] => Ok(Reply::Value(bytes.clone())),
             [Value::Int(2)] => Ok(Reply::Leased),
+            [Value::Int(3)] => Ok(Reply::Unexpiring),
             [Value::Int(0), Value::Int(pttl_ms)] => Ok(Reply::Busy { pttl_ms: *pttl_ms }),
             other => Err(format!("unexpected reply to the lease script: {other:?}")),
         },
@@ -351,9 +361,10 @@ impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
             .map_err(|e| TierError::Corrupt(format!("cannot serialize the key for Redis: {e}")))?;
         let names = core.ns.names(&key_bytes);
         let wrong_type = |e: redis::RedisError| {
+            let wrong = core.wrong_typed(&names).unwrap_or_else(|| names.value.clone());
             TierError::Corrupt(format!(
-                "Redis key \"{}\" holds another Redis type, not a value ({e})",
-                names.value.escape_ascii()
+                "Redis key \"{}\" holds another Redis type than speedup-cache writes there ({e}); delete that key",
+                wrong.escape_ascii()
             ))
         };
         // Mostly hits lately: a plain GET answers them without running a script.
@@ -403,6 +414,14 @@ impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
                     }
                     return Ok(Acquired::Lease(Box::new(LeaseGuard::<V>::new(core, names, token))));
                 }
+                Ok(Reply::Unexpiring) => {
+                    return Err(TierError::Corrupt(format!(
+                        "Redis key \"{}\" holds a lease that never expires, which speedup-cache never writes (its \
+                         leases expire, so that a dead worker's key is taken over); waiting for it would never \
+                         end. Delete that key",
+                        names.lease.escape_ascii()
+                    )));
+                }
                 Ok(Reply::Busy { pttl_ms }) => {
                     if !waited {
                         waited = true;
@@ -438,6 +457,15 @@ impl<K: Storable, V: Storable + 'static> SharedTier<K, V> for RedisTier<K, V> {
 }
 
 impl Core {
+    /// Which of a key's Redis keys holds another Redis type than a string (after a
+    /// `WRONGTYPE` reply), so that the error names the key to delete.
+    fn wrong_typed(&self, names: &Names) -> Option<Vec<u8>> {
+        [&names.value, &names.lease, &names.waiters].into_iter().find_map(|name| {
+            let kind = self.redis.run(|conn| redis::cmd("TYPE").arg(name).query::<String>(conn)).ok()?;
+            (kind != "string" && kind != "none").then(|| name.clone())
+        })
+    }
+
     /// Redis failed: compute locally (fail open) or refuse (fail closed).
     fn unavailable<V>(&self, message: &str) -> Result<Acquired<V>, TierError> {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);

@@ -9,8 +9,9 @@ use redis::Script;
 /// KEYS: value, lease, waiters. ARGV: token, lease TTL in ms, waiters-marker TTL in ms.
 /// Returns `{1, value}` when the value exists, `{2}` when this caller now holds the lease
 /// (`SET lease token NX PX ttl`; also when it already held it: a retried call whose first
-/// reply was lost must not wait for itself), or `{0, pttl}` while another worker holds it,
-/// after marking the key as waited for (so that its publisher announces it).
+/// reply was lost must not wait for itself), `{3}` when the lease key has no expiry (no
+/// worker of ours wrote it: waiting for it would never end), or `{0, pttl}` while another
+/// worker holds it, after marking the key as waited for (so that its publisher announces it).
 pub(super) static GET_OR_LEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -18,8 +19,10 @@ local value = redis.call('GET', KEYS[1])
 if value then return {1, value} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
 if redis.call('GET', KEYS[2]) == ARGV[1] then return {2} end
+local pttl = redis.call('PTTL', KEYS[2])
+if pttl == -1 then return {3} end
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[3])
-return {0, redis.call('PTTL', KEYS[2])}
+return {0, pttl}
 ",
     )
 });
