@@ -48,7 +48,7 @@
 //!
 //! Bounded memory: [`WindowBuffer`] keeps only the last N items, and with a [`Spill`] store
 //! (a `speedup_paged::DiskList` under feature `spill`) older items move to disk and stay
-//! readable. Async: [`AsyncBuffer`] (feature `tokio`) runs a `futures::Stream` ahead on a
+//! readable. Async: `AsyncBuffer` (feature `tokio`) runs a `futures::Stream` ahead on a
 //! tokio task, with `get` as an async fn and the buffer readable as a `Stream`.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

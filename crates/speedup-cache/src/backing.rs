@@ -4,7 +4,7 @@
 /// so that a long computation can be resumed after a restart.
 ///
 /// Failures are logged (through `tracing`) and otherwise ignored: the cache keeps working
-/// from memory. With feature `persist`, [`speedup_paged::DiskDict`] (inside an `RwLock`)
+/// from memory. With feature `persist`, `speedup_paged::DiskDict` (inside an `RwLock`)
 /// implements it.
 pub trait Backing<K, V>: Send + Sync {
     /// The stored value for `key`, if any.

@@ -199,7 +199,7 @@ where
     }
 
     /// Looks values up in (and writes computed values to) a second tier, for example a
-    /// [`speedup_paged::DiskDict`] (feature `persist`), so results survive restarts.
+    /// `speedup_paged::DiskDict` (feature `persist`), so results survive restarts.
     pub fn backing(mut self, backing: impl crate::Backing<K, V> + 'static) -> Self {
         self.backing = Some(Box::new(backing));
         self

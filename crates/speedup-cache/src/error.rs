@@ -34,7 +34,7 @@ pub enum Error<E = std::convert::Infallible> {
         path: String,
     },
     /// The shared tier (Redis, feature `redis`) could not be reached or refused a command,
-    /// and the cache is configured to fail closed ([`FailMode::Closed`](crate::FailMode)).
+    /// and the cache is configured to fail closed (`FailMode::Closed`).
     /// Nothing was computed for the key.
     #[error("the shared Redis tier is unavailable for {key}: {message}")]
     Unavailable {

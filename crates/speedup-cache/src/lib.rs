@@ -53,7 +53,7 @@
 //! second-chance (CLOCK) eviction that never evicts a key in flight
 //! ([`CacheBuilder::capacity`]); a second tier that survives restarts
 //! ([`CacheBuilder::backing`], with a `speedup_paged::DiskDict` under feature `persist`); an
-//! async variant on tokio, [`AsyncCache`] (feature `tokio`); a tier shared by a cluster
+//! async variant on tokio, `AsyncCache` (feature `tokio`); a tier shared by a cluster
 //! through Redis, so that each key is computed once on all machines together
 //! (`CacheBuilder::redis` and, with `tokio` too, `AsyncCache::with_redis`; feature `redis`).
 //!
