@@ -83,6 +83,10 @@ struct Inner<K, V, E> {
     clock: Mutex<VecDeque<K>>,
     /// Keys a caller computed itself because waiting would have deadlocked its own stack.
     reruns: AtomicUsize,
+    /// Set once a handle was used away from its computation's own frame: the function
+    /// hands work to rayon (or to threads), so waits may hide behind rayon jobs that the
+    /// wait-for graph cannot see (see `Cache::block_on`).
+    forked: std::sync::atomic::AtomicBool,
     #[cfg(not(speedup_loom))]
     pool: Option<rayon::ThreadPool>,
     backing: Option<Box<dyn crate::Backing<K, V>>>,
@@ -254,6 +258,7 @@ where
                 capacity: self.capacity.unwrap_or(usize::MAX),
                 clock: Mutex::new(VecDeque::new()),
                 reruns: AtomicUsize::new(0),
+                forked: std::sync::atomic::AtomicBool::new(false),
                 #[cfg(not(speedup_loom))]
                 pool,
                 backing: self.backing,
@@ -425,6 +430,16 @@ where
         self.frame.as_ref().filter(|n| !n.is_done()).cloned()
     }
 
+    /// Notes a handle used away from its computation's frame (a rayon job, a thread).
+    fn note_fork(&self, me: Option<&StdArc<Node<K>>>) {
+        if let Some(me) = me
+            && !self.inner.forked.load(Ordering::Relaxed)
+            && !waits::on_this_thread(self.inner.id, me)
+        {
+            self.inner.forked.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn resolve(&self, key: K) -> Result<V, Failure<E>> {
         let hash = self.hash(&key);
         // Hit path: one hash, one shared lock, one lookup, one clone.
@@ -481,6 +496,7 @@ where
     /// Waits for a key another computation runs, unless that would never end.
     fn wait_for(&self, key: K, flight: &Arc<Flight<K, V, E>>) -> Result<V, Failure<E>> {
         let me = self.caller();
+        self.note_fork(me.as_ref());
         let top = waits::top::<K>(self.inner.id);
         match self.inner.waits.enter(me.as_ref(), top.as_ref(), &flight.node) {
             Verdict::Wait(registration) => {
@@ -510,9 +526,12 @@ where
     ///
     /// The graph cannot see every such edge: a rayon job that never calls the cache (the
     /// body of a `scope`, a `join` half) is invisible, yet whatever rayon stacks on top of
-    /// it blocks it. So a worker that has waited [`STUCK`] with nothing left to run stops
-    /// waiting and computes the key itself: a stack-bound deadlock cannot last, at the cost
-    /// of running a key's body a second time (counted in [`Cache::reruns`]).
+    /// it blocks it. So once the function is known to hand work to rayon (a handle was
+    /// used away from its computation's frame), a worker that has waited [`STUCK`] with
+    /// nothing left to run stops waiting and computes the key itself: a stack-bound
+    /// deadlock cannot last, at the cost of running a key's body a second time (counted in
+    /// [`Cache::reruns`]). A function that does not use rayon inside never pays that: its
+    /// keys run once, however long they take.
     #[cfg(not(speedup_loom))]
     fn block_on(
         &self,
@@ -539,7 +558,7 @@ where
                 pause = std::time::Duration::from_micros(50);
                 continue;
             }
-            if started.elapsed() > STUCK {
+            if started.elapsed() > STUCK && self.inner.forked.load(Ordering::Relaxed) {
                 break None;
             }
             // Nothing to run: sleep until the flight ends, looking for new jobs now and then.
@@ -604,6 +623,7 @@ where
         caller: Option<&StdArc<Node<K>>>,
     ) -> std::thread::Result<Result<V, Error<E>>> {
         let id = self.inner.id;
+        self.note_fork(node.parent());
         // A computation pushed over one that did not ask for it (work-stealing, a pool job
         // run inside a `join`): the one below cannot resume before this one returns.
         let boundary = waits::top::<K>(id)

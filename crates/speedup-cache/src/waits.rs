@@ -251,6 +251,16 @@ pub(crate) fn top<K: Send + Sync + 'static>(cache: usize) -> Option<StdArc<Node<
     })
 }
 
+/// Whether `node` is one of the computations running on this thread (in cache `cache`).
+pub(crate) fn on_this_thread<K: Send + Sync + 'static>(cache: usize, node: &StdArc<Node<K>>) -> bool {
+    FRAMES.with(|frames| {
+        frames
+            .borrow()
+            .iter()
+            .any(|(c, n)| *c == cache && std::ptr::addr_eq(StdArc::as_ptr(n), StdArc::as_ptr(node)))
+    })
+}
+
 /// Marks `node` as running on this thread until the returned guard is dropped.
 pub(crate) fn push<K: Send + Sync + 'static>(cache: usize, node: &StdArc<Node<K>>) -> FrameGuard {
     let erased: StdArc<dyn Any + Send + Sync> = StdArc::<Node<K>>::clone(node);

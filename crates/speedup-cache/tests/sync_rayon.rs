@@ -199,3 +199,27 @@ fn a_genuine_cycle_through_join_is_still_reported() {
         });
     }
 }
+
+/// A function without rayon inside, on the cache's pool: pool workers that wait a long
+/// time for a slow key never compute it a second time.
+#[test]
+fn slow_keys_on_the_pool_run_once_without_rayon_inside() {
+    common::within(60, || {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let cache = Cache::builder().threads(4).build(move |c: &Cache<u64, u64>, n: u64| {
+            if n == 0 {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(300)); // far longer than any patience
+                return 1;
+            }
+            c.get(0) + n
+        });
+        cache.batch_async(1..=8);
+        for n in 1..=8 {
+            assert_eq!(cache.get(n), n + 1);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the slow key ran once");
+        assert_eq!(cache.reruns(), 0);
+    });
+}
