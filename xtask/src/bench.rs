@@ -103,6 +103,7 @@ fn ours(krate: &str) -> String {
     match krate {
         "eat" => "cereal-eat".into(),
         "redis" => "speedup-cache".into(),
+        "outofcore" => "speedup-paged".into(),
         "python" => "pyspeedup-rs".into(),
         other => format!("speedup-{other}"),
     }
@@ -147,7 +148,11 @@ fn human(value: f64, unit: &str) -> String {
 fn section(krate: &str, rows: &[&Row], quick: bool) -> String {
     let us = ours(krate);
     let mut s = String::new();
-    let title = if krate == "redis" { format!("{us}: Redis tier") } else { us.clone() };
+    let title = match krate {
+        "redis" => format!("{us}: Redis tier"),
+        "outofcore" => format!("{us}: out of core (a store several times the memory cap)"),
+        _ => us.clone(),
+    };
     let _ = writeln!(s, "## {title}\n");
     let _ = writeln!(
         s,

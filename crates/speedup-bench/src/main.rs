@@ -8,6 +8,7 @@ mod buffer;
 mod cache;
 mod eat;
 mod harness;
+mod outofcore;
 mod paged;
 mod redis;
 
@@ -19,6 +20,7 @@ fn main() {
         match args.get(1).map(String::as_str) {
             Some("shm") => eat::child(&args[2..]),
             Some("redis") => redis::child(&args[2..]),
+            Some("outofcore") => outofcore::child_main(&args[2..]),
             _ => paged::child(&args[1..]),
         }
         return;
@@ -29,6 +31,10 @@ fn main() {
     let wants = |name: &str| only.is_empty() || only.contains(&name);
     if wants("paged") {
         paged::run(&config);
+    }
+    // Not in a plain run's default set: it needs minutes and a memory cgroup.
+    if only.contains(&"outofcore") || (only.is_empty() && !quick) {
+        outofcore::run(&config);
     }
     if wants("cache") {
         cache::run(&config);

@@ -581,6 +581,8 @@ where
 
     fn merge_bucket(&mut self, bucket: usize, overlay: &Overlay<K, V>, ops: &[Pending<K>]) -> Result<()> {
         let (local_depth, prefix) = (self.buckets[bucket].local_depth, self.buckets[bucket].prefix);
+        // The whole page is read and rewritten: fetch it in one go.
+        self.file.prefetch(self.buckets[bucket].page);
         let groups = {
             let view = self.page(bucket)?;
             let merged = merge_entries(view, overlay, ops)?;

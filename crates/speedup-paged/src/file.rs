@@ -119,12 +119,7 @@ impl StoreFile {
     /// checksum matches.
     pub(crate) fn read_checked(&self, extent: Extent) -> Result<&[u8]> {
         let bytes = self.read(extent)?;
-        if bytes.len() >= WILLNEED_MIN {
-            // The whole extent is about to be read: ask for it in one go, since the mapping
-            // is advised random (see `map`) and would otherwise fault it in 4 KiB at a time.
-            // Advice only; an error changes nothing.
-            let _ = self.map.advise_range(Advice::WillNeed, extent.offset as usize, bytes.len());
-        }
+        self.prefetch(extent);
         if checksum(bytes) != extent.checksum {
             return Err(Error::corrupt(
                 &self.path,
@@ -132,6 +127,17 @@ impl StoreFile {
             ));
         }
         Ok(bytes)
+    }
+
+    /// Says that the whole extent is about to be read, so the kernel reads it in one go:
+    /// the mapping is advised random (see `map`) and would otherwise fault it in 4 KiB at a
+    /// time. Advice only; an error or an extent outside the file changes nothing.
+    pub(crate) fn prefetch(&self, extent: Extent) {
+        if extent.len as usize >= WILLNEED_MIN
+            && extent.offset.saturating_add(extent.len) <= self.map.len() as u64
+        {
+            let _ = self.map.advise_range(Advice::WillNeed, extent.offset as usize, extent.len as usize);
+        }
     }
 
     /// The bytes of an extent, bounds-checked but not checksummed.

@@ -613,6 +613,7 @@ impl<T: Storable> DiskList<T> {
         if self.pages[id as usize].buffer.is_some() {
             return Ok(());
         }
+        self.file.prefetch(self.pages[id as usize].disk);
         let view = self.page(id)?;
         let mut buf = PageBuffer::from_records((0..view.len()).map(|i| view.record(i)));
         buf.dirty = false;
