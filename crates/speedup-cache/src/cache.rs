@@ -16,9 +16,14 @@ use crate::tier::{Acquired, SharedTier, TierError};
 use crate::waits::{self, Kind, Node, Verdict, Waits};
 
 /// How long a rayon worker with nothing else to run waits for a key computed elsewhere
-/// before it computes the key itself (see `Cache::block_on`).
+/// before it computes the key itself, when the wait may hide a rayon job the wait-for
+/// graph cannot see (see `Cache::block_on`).
 #[cfg(not(speedup_loom))]
 const STUCK: std::time::Duration = std::time::Duration::from_millis(50);
+/// The same when nothing suggests so: a rayon job that never calls the cache can still
+/// stack on top of the computation waited for, on the thread that computes it.
+#[cfg(not(speedup_loom))]
+const STUCK_UNSEEN: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Stack left before a computation grows the stack (and the size of each new segment).
 #[cfg(not(speedup_loom))]
@@ -402,12 +407,13 @@ where
     }
 
     /// How many times a caller computed a key that was already being computed, because
-    /// waiting for it would have deadlocked the caller's own thread. That happens only with
-    /// work-stealing inside the function (rayon `join`, `scope`, `par_iter`): a thread
-    /// waiting in `join` may steal a job that needs a key whose computation lies below it
-    /// on the same stack, and that computation cannot resume before the stolen job
-    /// returns. The key's body then runs once more, and its value is handed to every
-    /// waiter. Zero for any function that does not use work-stealing.
+    /// waiting for it would (or, as far as the cache can tell, might) have deadlocked a
+    /// thread's own stack. That happens only on rayon workers: a thread waiting in `join`
+    /// may steal a job that needs a key whose computation lies below it on the same
+    /// stack, and that computation cannot resume before the stolen job returns. The key's
+    /// body then runs once more, and its value is handed to every waiter. A rayon worker
+    /// that waits long for a key with nothing else to run counts here too (see the crate
+    /// docs). Zero when no rayon worker ever waits for a key.
     pub fn reruns(&self) -> usize {
         self.inner.reruns.load(Ordering::Relaxed)
     }
@@ -526,12 +532,14 @@ where
     ///
     /// The graph cannot see every such edge: a rayon job that never calls the cache (the
     /// body of a `scope`, a `join` half) is invisible, yet whatever rayon stacks on top of
-    /// it blocks it. So once the function is known to hand work to rayon (a handle was
-    /// used away from its computation's frame), a worker that has waited [`STUCK`] with
+    /// it blocks it (a `par_iter` job stolen on top of a computation, whose other half, on
+    /// another thread, waits for that computation). So a worker that has waited with
     /// nothing left to run stops waiting and computes the key itself: a stack-bound
     /// deadlock cannot last, at the cost of running a key's body a second time (counted in
-    /// [`Cache::reruns`]). A function that does not use rayon inside never pays that: its
-    /// keys run once, however long they take.
+    /// [`Cache::reruns`]). It waits `STUCK` (50 ms) when the wait may hide such an edge
+    /// (the function was seen handing work to rayon, or this thread has computations
+    /// suspended below the wait other than in this loop), `STUCK_UNSEEN` (500 ms)
+    /// otherwise.
     #[cfg(not(speedup_loom))]
     fn block_on(
         &self,
@@ -542,12 +550,19 @@ where
         if rayon::current_thread_index().is_none() {
             return Some(flight.wait());
         }
+        let me_is_top = matches!((me, top), (Some(me), Some(top)) if StdArc::ptr_eq(me, top));
+        // Frames of this thread that are suspended for reasons the graph may not see: not
+        // the one running (`me`), not waiting in this very loop further down.
+        let hidden =
+            waits::depth(self.inner.id).saturating_sub(usize::from(me_is_top) + waits::helping()) > 0;
         let pushed = me.filter(|me| top.is_none_or(|top| !StdArc::ptr_eq(me, top)));
         let below = match (pushed, top) {
             (Some(me), Some(top)) => Some(self.inner.waits.link(top, me, Kind::Stack)),
             _ => None,
         };
         let frame = pushed.map(|me| waits::push(self.inner.id, me));
+        let _helping = (pushed.is_some() || me_is_top).then(waits::help);
+        let may_be_stuck = hidden || self.inner.forked.load(Ordering::Relaxed);
         let mut pause = std::time::Duration::from_micros(50);
         let started = std::time::Instant::now();
         let outcome = loop {
@@ -558,7 +573,9 @@ where
                 pause = std::time::Duration::from_micros(50);
                 continue;
             }
-            if started.elapsed() > STUCK && self.inner.forked.load(Ordering::Relaxed) {
+            let patience =
+                if may_be_stuck || self.inner.forked.load(Ordering::Relaxed) { STUCK } else { STUCK_UNSEEN };
+            if started.elapsed() > patience {
                 break None;
             }
             // Nothing to run: sleep until the flight ends, looking for new jobs now and then.

@@ -39,7 +39,11 @@
 //!   hanging. When work-stealing stacks a job on top of a computation that the job needs
 //!   (a thread waiting in `join` may steal it), that is no cycle but a deadlock of the
 //!   thread's own stack: the job computes the key itself and hands the value to the
-//!   other waiters (the key's body then runs twice; [`Cache::reruns`] counts it).
+//!   other waiters (the key's body then runs twice; [`Cache::reruns`] counts it). Some
+//!   such stacks are invisible to the cache (a rayon job that never calls it), so a rayon
+//!   worker that has waited for a key with nothing else to run (50 ms when the function
+//!   hands work to rayon, 500 ms otherwise) computes it itself too: on a rayon pool, a key
+//!   slower than that may run twice. Plain threads never do.
 //! - **Failures are not cached.** A panic reaches the caller that triggered the computation
 //!   and every waiter; the key is vacant again and the next `get` recomputes it.
 //! - **Deep recursion.** Computations grow the stack on demand (`stacker`), so cold

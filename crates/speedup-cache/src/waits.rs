@@ -261,6 +261,41 @@ pub(crate) fn on_this_thread<K: Send + Sync + 'static>(cache: usize, node: &StdA
     })
 }
 
+/// How many computations of cache `cache` are on this thread's stack.
+pub(crate) fn depth(cache: usize) -> usize {
+    FRAMES.with(|frames| frames.borrow().iter().filter(|(c, _)| *c == cache).count())
+}
+
+#[cfg(not(speedup_loom))]
+std::thread_local!(static HELPING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+
+/// How many of this thread's frames wait in the cache's own helping loop (visible waits).
+#[cfg(not(speedup_loom))]
+pub(crate) fn helping() -> usize {
+    HELPING.with(std::cell::Cell::get)
+}
+
+/// Counts a frame of this thread as waiting in the helping loop until the guard drops.
+#[cfg(not(speedup_loom))]
+pub(crate) fn help() -> HelpGuard {
+    HELPING.with(|h| h.set(h.get() + 1));
+    HelpGuard { _not_send: std::marker::PhantomData }
+}
+
+/// Ends what [`help`] started.
+#[cfg(not(speedup_loom))]
+#[derive(Debug)]
+pub(crate) struct HelpGuard {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+#[cfg(not(speedup_loom))]
+impl Drop for HelpGuard {
+    fn drop(&mut self) {
+        let _ = HELPING.try_with(|h| h.set(h.get().saturating_sub(1)));
+    }
+}
+
 /// Marks `node` as running on this thread until the returned guard is dropped.
 pub(crate) fn push<K: Send + Sync + 'static>(cache: usize, node: &StdArc<Node<K>>) -> FrameGuard {
     let erased: StdArc<dyn Any + Send + Sync> = StdArc::<Node<K>>::clone(node);

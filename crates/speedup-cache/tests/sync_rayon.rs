@@ -210,7 +210,7 @@ fn slow_keys_on_the_pool_run_once_without_rayon_inside() {
         let cache = Cache::builder().threads(4).build(move |c: &Cache<u64, u64>, n: u64| {
             if n == 0 {
                 counted.fetch_add(1, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(300)); // far longer than any patience
+                std::thread::sleep(Duration::from_millis(300)); // long, but within a worker's patience (500 ms)
                 return 1;
             }
             c.get(0) + n
