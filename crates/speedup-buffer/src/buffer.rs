@@ -12,6 +12,9 @@ use crate::sync::{Arc, thread};
 
 /// Default read-ahead: the original's `buffersize`.
 pub const DEFAULT_LOOKAHEAD: usize = 16;
+/// How long dropping a [`Buffer`] waits for a producer that is inside its iterator's
+/// `next()` before leaving it to finish on its own (see `Drop for Buffer`).
+pub const DROP_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
 /// Items the producer publishes at most at once while no reader waits.
 const BATCH: usize = 64;
 
@@ -169,8 +172,9 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
 ///
 /// Batches save a swap of the shared `published` counter per item (the hand-off
 /// benchmark's speed). They never hold an item back from a reader that waits for it: a
-/// spinning reader also watches the store's own count, and one about to park registers
-/// first, which makes the producer publish every item from then on (see `Gate::wait_for`).
+/// waiting reader spins briefly on `published`, then registers before it parks, and from
+/// then on the producer publishes each item as soon as it is stored (one read-modify-write
+/// per item tells it; see `Gate::wait_for` and `Gate::before_next`).
 /// So a producer that takes 50 ms per item, or a channel that stops sending, delays
 /// nothing that was already produced.
 fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> I) {
@@ -178,16 +182,21 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut iter = make();
         let mut produced = 0;
-        while let Some(wanted) = gate.demand_after(produced) {
+        loop {
+            gate.idle();
+            let Some(wanted) = gate.demand_after(produced) else { return };
             let batch_end = wanted.min(produced.saturating_add(BATCH));
+            let mut published = produced;
             while produced < batch_end {
-                if !gate.enter_next() {
+                let Some(waiting) = gate.before_next() else {
                     gate.publish(produced);
                     return;
+                };
+                if waiting && published < produced {
+                    gate.publish(produced);
+                    published = produced;
                 }
-                let next = iter.next();
-                gate.leave_next();
-                let Some(item) = next else {
+                let Some(item) = iter.next() else {
                     gate.publish(produced);
                     return;
                 };
@@ -198,13 +207,11 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
                 // tests/sync_producer.rs and the store's Miri tests catch a second writer.
                 unsafe { shared.items.push(item) };
                 produced += 1;
-                if gate.readers_waiting() {
-                    gate.publish(produced);
-                }
             }
             gate.publish(produced);
         }
     }));
+    gate.idle(); // the iterator is gone: nothing to wait for in `Drop`
     match outcome {
         Ok(()) => gate.finish(FINISHED),
         Err(payload) => {
@@ -438,20 +445,30 @@ impl<T: Send + Sync + 'static> Buffer<T> {
 }
 
 impl<T> Drop for Buffer<T> {
-    /// Stops the producer and returns at once. A parked producer is woken and joined (its
-    /// iterator is dropped before `drop` returns). A producer inside its iterator's
-    /// `next()`, which may block for ever (a channel nobody sends to), is not waited for:
-    /// its thread is detached, finishes that `next()` on its own, stores nothing more and
+    /// Stops the producer. A parked producer is woken and joined (its iterator is dropped
+    /// before `drop` returns), and so is one that reaches its next item within a short
+    /// grace period ([`DROP_GRACE`]). A producer still inside its iterator's `next()` after
+    /// that, which may block for ever (a channel nobody sends to), is not waited for: its
+    /// thread is detached, finishes that `next()` on its own, stores nothing more and
     /// exits, dropping the iterator and the items then.
     fn drop(&mut self) {
         let busy = self.shared.gate.stop();
-        if let Some(producer) = self.producer.take()
-            && !busy
-        {
-            // The producer catches panics from the iterator itself, so a join error can
-            // only come from a panic in our own code, which has already been reported.
-            let _ = producer.join();
+        let Some(producer) = self.producer.take() else { return };
+        #[cfg(not(speedup_loom))]
+        if busy {
+            let deadline = std::time::Instant::now() + DROP_GRACE;
+            while !producer.is_finished() {
+                if std::time::Instant::now() >= deadline {
+                    return; // detached
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
+        #[cfg(speedup_loom)]
+        let _ = busy; // loom's iterators never block: always join
+        // The producer catches panics from the iterator itself, so a join error can only
+        // come from a panic in our own code, which has already been reported.
+        let _ = producer.join();
     }
 }
 

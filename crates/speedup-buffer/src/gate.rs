@@ -24,6 +24,13 @@ pub(crate) const PANICKED: u8 = 2;
 
 /// The low bit of a counter: somebody is parked waiting for it to move.
 const PARKED: usize = 1;
+/// In `control`: the producer may be inside its iterator's `next()`.
+const BUSY: usize = 1;
+/// In `control`: the buffer was dropped.
+const STOP: usize = 2;
+/// In `control`: one reader about to park.
+const WAITER: usize = 4;
+
 /// The largest count a counter holds (the low bit is the flag). Demand is clamped to it:
 /// no sequence can produce that many items in memory anyway.
 pub(crate) const MAX_COUNT: usize = usize::MAX >> 1;
@@ -41,12 +48,10 @@ pub(crate) struct Gate {
     wanted: AtomicUsize,
     end: AtomicU8,
     stop: AtomicBool,
-    /// The producer is inside its iterator's `next()` (see [`Gate::stop`]).
-    busy: AtomicBool,
-    /// Readers about to park (see [`Gate::wait_for`]): while any, every item is published
-    /// as soon as it is stored. On a cache line of its own: the producer reads it (with a
-    /// read-modify-write) after every item, and readers poll `published`.
-    waiting: Padded<AtomicUsize>,
+    /// `readers about to park << 2 | STOP | BUSY`, on a cache line of its own: the producer
+    /// does one read-modify-write on it per item ([`Gate::before_next`]), readers poll
+    /// `published`. See [`Gate::wait_for`] and [`Gate::stop`].
+    control: Padded<AtomicUsize>,
     lock: Mutex<()>,
     producer_wake: Condvar,
     readers_wake: Condvar,
@@ -59,8 +64,7 @@ impl Gate {
             wanted: AtomicUsize::new(initial_demand.min(MAX_COUNT) << 1),
             end: AtomicU8::new(RUNNING),
             stop: AtomicBool::new(false),
-            busy: AtomicBool::new(false),
-            waiting: Padded(AtomicUsize::new(0)),
+            control: Padded(AtomicUsize::new(0)),
             lock: Mutex::new(()),
             producer_wake: Condvar::new(),
             readers_wake: Condvar::new(),
@@ -98,9 +102,9 @@ impl Gate {
     ///
     /// A reader first spins (a few microseconds) on `published`, which a fast producer raises
     /// in batches: that is the hand-off's speed. A reader about to park then registers in
-    /// `waiting` (a read-modify-write) and looks at `written`; the producer
-    /// reads `waiting` with a read-modify-write after storing each item and publishes at
-    /// once if anyone is registered. Read-modify-writes of one atomic are totally ordered:
+    /// `control` (a read-modify-write) and looks at `written`; the producer does a
+    /// read-modify-write of `control` after storing each item (before its next `next()`,
+    /// see [`Gate::before_next`]) and publishes at once if anyone is registered. Read-modify-writes of one atomic are totally ordered:
     /// either the producer sees the registration (and publishes, waking the reader through
     /// the parked flag), or the registration reads from the producer's and so sees the item
     /// in `written`. So a stored item never waits for a batch to fill while a reader sleeps.
@@ -117,9 +121,9 @@ impl Gate {
             }
             backoff(round);
         }
-        self.waiting.0.fetch_add(1, Ordering::AcqRel);
+        self.control.0.fetch_add(WAITER, Ordering::AcqRel);
         let readable = self.park_for(index, &written);
-        self.waiting.0.fetch_sub(1, Ordering::Release);
+        self.control.0.fetch_sub(WAITER, Ordering::Release);
         readable
     }
 
@@ -141,44 +145,31 @@ impl Gate {
         }
     }
 
-    /// Whether a reader is about to park (then the producer publishes each item at once).
-    /// A read-modify-write on purpose: see [`Gate::wait_for`].
-    pub(crate) fn readers_waiting(&self) -> bool {
-        self.waiting.0.fetch_add(0, Ordering::AcqRel) != 0
-    }
-
     /// Asks the producer to stop (the buffer is being dropped) and wakes it. Returns
     /// whether the producer may be inside its iterator's `next()`, which may never return:
-    /// then the caller must not wait for it.
-    ///
-    /// `stop` and `busy` are a store-then-load pair on each side (here: store `stop`, load
-    /// `busy`; the producer: store `busy`, load `stop`), so both are `SeqCst`: at least one
-    /// side sees the other's store. Either the producer sees the stop before calling
-    /// `next()`, or this sees it busy.
+    /// then the caller must not wait for it. Both sides use read-modify-writes of
+    /// `control`, so either the producer sees `STOP` before its next `next()` or this sees
+    /// `BUSY`.
     pub(crate) fn stop(&self) -> bool {
-        self.stop.store(true, Ordering::SeqCst);
-        let busy = self.busy.load(Ordering::SeqCst);
+        let control = self.control.0.fetch_or(STOP, Ordering::AcqRel);
+        self.stop.store(true, Ordering::Release);
         let _guard = lock(&self.lock);
         self.producer_wake.notify_one();
-        busy
+        control & BUSY != 0
     }
 
-    /// The producer is about to call `next()`: `false` if it must stop instead.
-    pub(crate) fn enter_next(&self) -> bool {
-        self.busy.store(true, Ordering::SeqCst);
-        if self.stop.load(Ordering::SeqCst) {
-            self.busy.store(false, Ordering::SeqCst);
-            return false;
-        }
-        true
+    /// The producer is about to call `next()` (having stored every item so far). Returns
+    /// `None` if it must stop instead, or whether a reader is about to park, in which case
+    /// the producer publishes what it stored before calling `next()`.
+    pub(crate) fn before_next(&self) -> Option<bool> {
+        let control = self.control.0.fetch_or(BUSY, Ordering::AcqRel);
+        (control & STOP == 0).then_some(control >= WAITER)
     }
 
-    /// The producer's `next()` returned.
-    pub(crate) fn leave_next(&self) {
-        self.busy.store(false, Ordering::Release);
+    /// The producer is not inside `next()` (it parks, or ends).
+    pub(crate) fn idle(&self) {
+        self.control.0.fetch_and(!BUSY, Ordering::Release);
     }
-
-    // ---- producer side ----
 
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)

@@ -38,7 +38,7 @@
 //!   [`Buffer::try_get`] returns it as [`Error::ProducerPanicked`]).
 //! - **Dropping never hangs.** Dropping the buffer stops the producer: a parked producer is
 //!   joined at once; one blocked inside its iterator's `next()` (a channel nobody sends to)
-//!   is detached, finishes that call on its own and exits.
+//!   is detached after [`DROP_GRACE`] (50 ms), finishes that call on its own and exits.
 //! - **Searching terminates, and never guesses.** [`Buffer::contains`] stops when the
 //!   [`halt`] condition says so, and at the end of a finite sequence. The built-in
 //!   conditions check the order they assume while scanning: a sequence that breaks it is
@@ -63,7 +63,7 @@ mod stream;
 mod sync;
 mod window;
 
-pub use buffer::{Buffer, BufferBuilder, DEFAULT_LOOKAHEAD, Iter, Prefix};
+pub use buffer::{Buffer, BufferBuilder, DEFAULT_LOOKAHEAD, DROP_GRACE, Iter, Prefix};
 pub use error::Error;
 #[cfg(feature = "tokio")]
 pub use stream::AsyncBuffer;
