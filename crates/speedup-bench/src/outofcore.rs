@@ -90,10 +90,18 @@ pub(crate) fn run(c: &Config) {
         );
         memory(implementation, &out, &cap);
         evict(&path);
-        let out =
-            child(&cgroup, &plan, &["iterate", store, path.to_str().unwrap()], None).expect("an iterator");
-        let label = format!("out of core, {cap}: iterate every entry");
-        report("outofcore", &label, implementation, one(field(&out, "rate")), "ops/s", 1, true);
+        let scan = format!("out of core, {cap}: iterate every entry");
+        match child(&cgroup, &plan, &["iterate", store, path.to_str().unwrap()], Some(write_deadline)) {
+            Some(out) => {
+                report("outofcore", &scan, implementation, one(field(&out, "rate")), "ops/s", 1, true)
+            }
+            None => {
+                eprintln!(
+                    "    {implementation}: the scan did not finish under the cap within {write_deadline:?}"
+                );
+                report("outofcore", &scan, implementation, one(0.0), "ops/s", 1, true);
+            }
+        }
     }
 }
 
