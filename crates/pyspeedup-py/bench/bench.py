@@ -3,13 +3,18 @@ one run of one interpreter.
 
 Prints one tab-separated RESULT line per measurement (the format of
 crates/speedup-bench/src/harness.rs, crate `python`), and progress on stderr. Peers that
-are not installed are skipped. Usage: python bench.py [--quick]
+are not installed are skipped. Usage: python bench.py [--quick] [--no-original]
+
+The original PySpeedup 0.1.2.2 runs in a second interpreter (it has the same import
+name), see original.py.
 """
 
 import functools
 import os
 import random
 import shelve
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -94,8 +99,8 @@ def bench_stores():
             gets = N / (time.perf_counter() - start)
             close(store)
             progress(f"{kind}->{kind} {name}: {inserts:,.0f} inserts/s, {gets:,.0f} gets/s, reopen {reopen:.1f} ms")
-            result(f"DiskDict {kind}->{kind}: {N} inserts + close", name, inserts, "ops/s")
-            result(f"DiskDict {kind}->{kind}: {N} random gets", name, gets, "ops/s")
+            result(f"DiskDict {kind}->{kind}: inserts + close", name, inserts, "ops/s")
+            result(f"DiskDict {kind}->{kind}: random gets", name, gets, "ops/s")
             result(f"DiskDict {kind}->{kind}: reopen + len", name, reopen, "ms", higher=False)
 
 
@@ -147,7 +152,46 @@ def bench_buffer():
         result("Buffer: iterate a counter generator", name, rate, "items/s")
 
 
+def bench_original():
+    """The original PySpeedup, in its own interpreter (same import name), under a deadline."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    import original
+
+    try:
+        folder = original.vendor(os.path.join(tempfile.gettempdir(), "pyspeedup-0.1.2.2-vendored"))
+    except Exception as e:  # noqa: BLE001 - the original is optional
+        progress(f"the original PySpeedup is not available: {e}")
+        return
+    env = dict(os.environ, PYTHONPATH=folder)
+    results = os.path.join(tempfile.mkdtemp(), "results.txt")
+    open(results, "w").close()
+    log = open(results + ".log", "w")
+    # Its own session, so that its helper processes (multiprocessing) can be ended with it.
+    child = subprocess.Popen(
+        [sys.executable, os.path.join(here, "original.py"), str(500 if QUICK else N), results],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=tempfile.mkdtemp(), start_new_session=True,
+    )
+    try:
+        child.wait(timeout=120 if QUICK else 1200)
+    except subprocess.TimeoutExpired:
+        progress("the original PySpeedup hung: the figures it produced before are kept")
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    child.wait()
+    log.close()
+    with open(results + ".log") as f:
+        sys.stderr.write(f.read()[-3000:])
+    with open(results) as f:
+        sys.stdout.write(f.read())
+    sys.stdout.flush()
+
+
 if __name__ == "__main__":
     bench_stores()
     bench_cache()
     bench_buffer()
+    if "--no-original" not in sys.argv:
+        bench_original()
