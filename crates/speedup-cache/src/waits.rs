@@ -262,6 +262,7 @@ pub(crate) fn on_this_thread<K: Send + Sync + 'static>(cache: usize, node: &StdA
 }
 
 /// How many computations of cache `cache` are on this thread's stack.
+#[cfg(not(speedup_loom))]
 pub(crate) fn depth(cache: usize) -> usize {
     FRAMES.with(|frames| frames.borrow().iter().filter(|(c, _)| *c == cache).count())
 }
