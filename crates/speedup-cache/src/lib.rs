@@ -93,6 +93,7 @@
 //! as usual), and Redis Cluster (the scripts touch a value key and its lease key, which
 //! would need one hash slot).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod announce;

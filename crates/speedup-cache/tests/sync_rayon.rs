@@ -223,3 +223,51 @@ fn slow_keys_on_the_pool_run_once_without_rayon_inside() {
         assert_eq!(cache.reruns(), 0);
     });
 }
+
+#[test]
+/// Deep recursion through `join` on a 2-thread pool: stealing everywhere, 3,000 levels.
+fn deep_join_recursion_on_two_threads() {
+    common::within(120, || {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let fib = Cache::new(|c: &Cache<u64, u64>, n: u64| {
+            if n < 2 {
+                return 1;
+            }
+            let (a, b) = rayon::join(|| c.get(n - 1), || c.get(n - 2));
+            (a + b) % P
+        });
+        let v = pool.install(|| fib.get(3000));
+        let (mut a, mut b) = (1u64, 1u64);
+        for _ in 1..3000 {
+            (a, b) = (b, (a + b) % P);
+        }
+        assert_eq!(v, b);
+    });
+}
+
+#[test]
+/// A panic in a `join` half reaches the caller and is not cached.
+fn panic_inside_a_join_half_is_not_cached() {
+    common::within(60, || {
+        let first = std::sync::atomic::AtomicBool::new(true);
+        let cache = Cache::new(move |c: &Cache<u64, u64>, n: u64| {
+            if n == 0 {
+                return 0;
+            }
+            let (a, b) = rayon::join(
+                || c.get(n - 1),
+                || {
+                    if n == 5 && first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                        panic!("boom at 5");
+                    }
+                    1
+                },
+            );
+            a + b
+        });
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(10)));
+        assert!(r.is_err());
+        assert_eq!(cache.get(10), 10);
+        assert_eq!(cache.try_get(11), Ok(11));
+    });
+}
