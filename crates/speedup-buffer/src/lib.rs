@@ -51,6 +51,7 @@
 //! readable. Async: `AsyncBuffer` (feature `tokio`) runs a `futures::Stream` ahead on a
 //! tokio task, with `get` as an async fn and the buffer readable as a `Stream`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod buffer;

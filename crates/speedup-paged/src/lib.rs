@@ -88,6 +88,7 @@
 //! location is the current directory. Several stores share a folder by using different
 //! basenames; a store never reads another's files.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod dict;
