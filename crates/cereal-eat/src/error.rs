@@ -16,7 +16,9 @@ pub enum Error {
         reason: String,
     },
     /// An I/O call on a shared store failed.
-    #[error("I/O error on {path}: {source}")]
+    // The cause is `source()`, not part of the message: reporters (anyhow, eyre) print the
+    // chain, and would print it twice.
+    #[error("I/O error on {path}")]
     Io {
         /// The store file.
         path: PathBuf,
@@ -69,4 +71,20 @@ pub enum Error {
         /// The path that is taken.
         path: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// The cause is the source, not part of the message: a reporter walking the chain
+    /// (anyhow, eyre) prints it once.
+    #[test]
+    fn io_prints_its_cause_once_in_a_chain() {
+        let error = Error::Io { path: "/x/store".into(), source: std::io::Error::other("disk on fire") };
+        assert_eq!(error.to_string(), "I/O error on /x/store");
+        assert_eq!(error.source().map(ToString::to_string).as_deref(), Some("disk on fire"));
+    }
 }

@@ -51,7 +51,11 @@
 //!   [`SharedArray::create`] never truncates or replaces an existing file. A `truncate`
 //!   from outside the crate still kills the processes that map the file (SIGBUS), as with
 //!   any memory mapping: see [`SharedArray`].
-
+//!
+//! # Features
+//!
+#![doc = document_features::document_features!()]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod atomic;
@@ -68,8 +72,8 @@ pub use atomic::{AtomicArray, AtomicElement};
 pub use compute::to_record_batch;
 pub use compute::{broadcast_rows, insert_rows, repeat_rows, replace_row};
 pub use error::{Error, Result};
-pub use ptr::{Ptr, eat};
-pub use segments::{SegmentMut, Whole, par_for_each, split, split_mut};
+pub use ptr::{HandlesAlive, Ptr, eat};
+pub use segments::{SegmentMut, SegmentsAlive, Whole, par_for_each, split, split_mut};
 pub use shm::SharedArray;
 pub use traverse::map_with_pos;
 #[cfg(feature = "tokio")]
@@ -90,6 +94,11 @@ pub fn sample_rows<'a, T>(
 }
 
 pub use ndarray;
+
+/// The README's example, compiled and run as a doctest so that it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(test)]
 mod static_checks {

@@ -85,18 +85,51 @@ impl<T> Ptr<T> {
         Arc::strong_count(&self.shared)
     }
 
-    /// The object back, without a copy, if this is the last handle; otherwise the handle.
+    /// The object back, without a copy, if this is the last handle.
     ///
     /// # Errors
     ///
-    /// Returns `self` when other handles are still alive.
-    pub fn into_inner(self) -> Result<T, Ptr<T>> {
+    /// [`HandlesAlive`] when other handles are still alive; it gives this handle back
+    /// ([`HandlesAlive::into_ptr`]).
+    pub fn into_inner(self) -> Result<T, HandlesAlive<T>> {
         match Arc::try_unwrap(self.shared) {
             Ok(lock) => Ok(lock.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)),
-            Err(shared) => Err(Ptr { shared }),
+            Err(shared) => Err(HandlesAlive { ptr: Ptr { shared } }),
         }
     }
 }
+
+/// The error of [`Ptr::into_inner`]: other handles to the object are still alive. Holds the
+/// handle, to try again once they are dropped ([`HandlesAlive::into_ptr`]).
+pub struct HandlesAlive<T> {
+    ptr: Ptr<T>,
+}
+
+impl<T> HandlesAlive<T> {
+    /// How many handles (this one included) pointed at the object when the call failed.
+    pub fn handles(&self) -> usize {
+        self.ptr.handles()
+    }
+
+    /// The handle back.
+    pub fn into_ptr(self) -> Ptr<T> {
+        self.ptr
+    }
+}
+
+impl<T> fmt::Debug for HandlesAlive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlesAlive").field("handles", &self.handles()).finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for HandlesAlive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} handles point at the object; drop the others before taking it back", self.handles())
+    }
+}
+
+impl<T> std::error::Error for HandlesAlive<T> {}
 
 /// Moves `obj` behind a shared handle and yields `its` handles to it, collected into any
 /// collection (`FromIterator`: the original's `method` argument). No copy of `obj` is made;
@@ -123,6 +156,20 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn into_inner_with_other_handles_is_an_error_that_gives_the_handle_back() {
+        let mut handles: Vec<Ptr<Vec<u8>>> = eat(vec![1, 2], 2).collect();
+        let last = handles.pop().unwrap();
+        let alive = last.into_inner().unwrap_err();
+        assert_eq!(alive.handles(), 2);
+        assert_eq!(alive.to_string(), "2 handles point at the object; drop the others before taking it back");
+        let boxed: Box<dyn std::error::Error> = Box::new(alive);
+        assert!(boxed.source().is_none());
+        drop(handles);
+        let last = boxed.downcast::<HandlesAlive<Vec<u8>>>().unwrap().into_ptr();
+        assert_eq!(last.into_inner().unwrap(), [1, 2]);
+    }
 
     /// Runs `f` on a thread and waits at most 10 s for it: a deadlock fails the test
     /// instead of hanging it.

@@ -62,12 +62,13 @@ impl<T> Whole<T> {
         &self.shape
     }
 
-    /// The whole buffer, without a copy, once all segments are gone; otherwise `self`.
+    /// The whole buffer, without a copy, once all segments are gone.
     ///
     /// # Errors
     ///
-    /// Returns `self` while segments are still alive.
-    pub fn try_into_vec(self) -> std::result::Result<Vec<T>, Whole<T>> {
+    /// [`SegmentsAlive`] while segments are still alive; it gives `self` back
+    /// ([`SegmentsAlive::into_whole`]).
+    pub fn try_into_vec(self) -> std::result::Result<Vec<T>, SegmentsAlive<T>> {
         match Arc::try_unwrap(self.backing) {
             Ok(backing) => {
                 let backing = std::mem::ManuallyDrop::new(backing);
@@ -76,7 +77,7 @@ impl<T> Whole<T> {
                 // Caught (under Miri) by `miri_segments_are_disjoint_and_join_without_copy`.
                 Ok(unsafe { Vec::from_raw_parts(backing.ptr.as_ptr(), backing.len, backing.capacity) })
             }
-            Err(backing) => Err(Whole { backing, shape: self.shape }),
+            Err(backing) => Err(SegmentsAlive { whole: Whole { backing, shape: self.shape } }),
         }
     }
 
@@ -84,15 +85,58 @@ impl<T> Whole<T> {
     ///
     /// # Errors
     ///
-    /// Returns `self` if segments other than these are still alive somewhere.
+    /// [`SegmentsAlive`] if segments other than these are still alive somewhere; it gives
+    /// `self` back ([`SegmentsAlive::into_whole`]).
     pub fn join(
         self,
         segments: impl IntoIterator<Item = SegmentMut<T>>,
-    ) -> std::result::Result<Vec<T>, Whole<T>> {
-        drop(segments.into_iter().collect::<Vec<_>>());
+    ) -> std::result::Result<Vec<T>, SegmentsAlive<T>> {
+        let segments: Vec<_> = segments.into_iter().collect();
+        let _span = tracing::debug_span!("cereal_eat::join", shape = ?self.shape, segments = segments.len())
+            .entered();
+        drop(segments);
         self.try_into_vec()
     }
 }
+
+/// The error of [`Whole::join`] and [`Whole::try_into_vec`]: segments of the buffer are still
+/// alive somewhere, so it cannot be given back yet. Holds the [`Whole`], to try again once
+/// they are dropped ([`SegmentsAlive::into_whole`]), as [`std::io::IntoInnerError`] holds its
+/// writer.
+pub struct SegmentsAlive<T> {
+    whole: Whole<T>,
+}
+
+impl<T> SegmentsAlive<T> {
+    /// How many segments were alive when the join failed.
+    pub fn segments(&self) -> usize {
+        Arc::strong_count(&self.whole.backing) - 1
+    }
+
+    /// The [`Whole`] back, to join again once the other segments are dropped.
+    pub fn into_whole(self) -> Whole<T> {
+        self.whole
+    }
+}
+
+impl<T> fmt::Debug for SegmentsAlive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SegmentsAlive").field("segments", &self.segments()).finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for SegmentsAlive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} segment(s) of the split buffer are still alive; hand every segment back to join \
+             (or drop it) first",
+            self.segments()
+        )
+    }
+}
+
+impl<T> std::error::Error for SegmentsAlive<T> {}
 
 /// Exclusive access to segment `pos` of a split buffer: rows `rows` of the first axis.
 /// `Send` and `'static`, so it can be moved into `std::thread::spawn` or `tokio::spawn`.
@@ -186,6 +230,7 @@ impl<T> DerefMut for SegmentMut<T> {
 /// product that overflows is an error, not a wrapped length), or `n` is 0 or more than the
 /// number of rows.
 pub fn split<T>(data: Vec<T>, shape: &[usize], n: usize) -> Result<(Whole<T>, Vec<SegmentMut<T>>)> {
+    let _span = tracing::debug_span!("cereal_eat::split", ?shape, n).entered();
     let (rows, row_len) = rows_and_row_len(shape, data.len(), n)?;
     let mut data = std::mem::ManuallyDrop::new(data);
     let backing = Arc::new(Backing {
@@ -279,7 +324,13 @@ mod tests {
         let original = data.as_ptr();
         let (whole, segments) = split(data, &[10, 4], 3).unwrap();
         assert_eq!(segments.iter().map(|s| s.shape()[0]).collect::<Vec<_>>(), [4, 3, 3]);
-        let whole = whole.try_into_vec().unwrap_err(); // segments still alive
+        let alive = whole.try_into_vec().unwrap_err(); // segments still alive
+        assert_eq!(alive.segments(), 3);
+        assert_eq!(
+            alive.to_string(),
+            "3 segment(s) of the split buffer are still alive; hand every segment back to join (or drop it) first"
+        );
+        let whole = alive.into_whole();
         let handles: Vec<_> = segments
             .into_iter()
             .map(|mut s| {

@@ -130,6 +130,8 @@ impl<T: AtomicElement> SharedArray<T> {
     /// hold (the size arithmetic is checked); [`Error::AlreadyExists`]; [`Error::Io`].
     pub fn create(path: impl AsRef<Path>, shape: &[usize]) -> Result<Self> {
         let path = path.as_ref();
+        let _span =
+            tracing::debug_span!("cereal_eat::SharedArray::create", path = %path.display(), ?shape).entered();
         let bytes = new_store_size(shape)?;
         let io = |source| Error::Io { path: path.to_path_buf(), source };
         let (dir, prefix) = temp_place(path).map_err(io)?;
@@ -165,6 +167,7 @@ impl<T: AtomicElement> SharedArray<T> {
     /// match its header; [`Error::Io`] (kind `NotFound` if there is no file).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        let _span = tracing::debug_span!("cereal_eat::SharedArray::open", path = %path.display()).entered();
         let io = |source| Error::Io { path: path.to_path_buf(), source };
         let file = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
@@ -187,6 +190,9 @@ impl<T: AtomicElement> SharedArray<T> {
     /// the errors of [`SharedArray::create`] and [`SharedArray::open`].
     pub fn open_or_create(path: impl AsRef<Path>, shape: &[usize]) -> Result<Self> {
         let path = path.as_ref();
+        let _span =
+            tracing::debug_span!("cereal_eat::SharedArray::open_or_create", path = %path.display(), ?shape)
+                .entered();
         new_store_size(shape)?;
         for _ in 0..OPEN_OR_CREATE_ATTEMPTS {
             match Self::open(path) {
@@ -316,6 +322,8 @@ impl<T: AtomicElement> SharedArray<T> {
     ///
     /// [`Error::Io`].
     pub fn flush(&self) -> Result<()> {
+        let _span =
+            tracing::debug_span!("cereal_eat::SharedArray::flush", path = %self.path.display()).entered();
         self.map.flush().map_err(|source| Error::Io { path: self.path.clone(), source })
     }
 }
