@@ -553,8 +553,7 @@ where
         let me_is_top = matches!((me, top), (Some(me), Some(top)) if StdArc::ptr_eq(me, top));
         // Frames of this thread that are suspended for reasons the graph may not see: not
         // the one running (`me`), not waiting in this very loop further down.
-        let hidden =
-            waits::depth(self.inner.id).saturating_sub(usize::from(me_is_top) + waits::helping()) > 0;
+        let hidden = waits::deeper_than(self.inner.id, usize::from(me_is_top) + waits::helping());
         let pushed = me.filter(|me| top.is_none_or(|top| !StdArc::ptr_eq(me, top)));
         let below = match (pushed, top) {
             (Some(me), Some(top)) => Some(self.inner.waits.link(top, me, Kind::Stack)),
@@ -640,15 +639,21 @@ where
         caller: Option<&StdArc<Node<K>>>,
     ) -> std::thread::Result<Result<V, Error<E>>> {
         let id = self.inner.id;
-        self.note_fork(node.parent());
+        let top = waits::top::<K>(id);
+        let asked = |n: Option<&StdArc<Node<K>>>| {
+            n.is_some_and(|n| top.as_ref().is_some_and(|t| StdArc::ptr_eq(n, t)))
+        };
+        if !asked(node.parent()) {
+            // Asked by a computation that is not the innermost one here: a rayon job (or a
+            // thread) of it, unless it is further down this very stack.
+            self.note_fork(node.parent());
+        }
         // A computation pushed over one that did not ask for it (work-stealing, a pool job
         // run inside a `join`): the one below cannot resume before this one returns.
-        let boundary = waits::top::<K>(id)
-            .filter(|top| {
-                let asked = |n: Option<&StdArc<Node<K>>>| n.is_some_and(|n| StdArc::ptr_eq(n, top));
-                !asked(node.parent()) && !asked(caller)
-            })
-            .map(|top| self.inner.waits.link(&top, node, Kind::Stack));
+        let boundary = top
+            .as_ref()
+            .filter(|_| !asked(node.parent()) && !asked(caller))
+            .map(|top| self.inner.waits.link(top, node, Kind::Stack));
         let frame = waits::push(id, node);
         let handle = Cache { inner: Arc::clone(&self.inner), frame: Some(StdArc::clone(node)) };
         let computed = grow_stack(|| catch_unwind(AssertUnwindSafe(|| (self.inner.func)(&handle, key))));

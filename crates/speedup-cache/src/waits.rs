@@ -261,10 +261,11 @@ pub(crate) fn on_this_thread<K: Send + Sync + 'static>(cache: usize, node: &StdA
     })
 }
 
-/// How many computations of cache `cache` are on this thread's stack.
+/// Whether more than `n` computations of cache `cache` are on this thread's stack (counting
+/// from the innermost, at most `n + 1`: deep recursion must not make this linear).
 #[cfg(not(speedup_loom))]
-pub(crate) fn depth(cache: usize) -> usize {
-    FRAMES.with(|frames| frames.borrow().iter().filter(|(c, _)| *c == cache).count())
+pub(crate) fn deeper_than(cache: usize, n: usize) -> bool {
+    FRAMES.with(|frames| frames.borrow().iter().rev().filter(|(c, _)| *c == cache).take(n + 1).count() > n)
 }
 
 #[cfg(not(speedup_loom))]
