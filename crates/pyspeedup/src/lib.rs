@@ -13,16 +13,26 @@
 //! (all on by default): depend on a single crate if that is all you need.
 //!
 //! ```
+//! # #[cfg(feature = "paged")] {
 //! use pyspeedup::prelude::*;
 //! # let dir = tempfile::tempdir().unwrap();
 //! let mut d: DiskDict<u64, String> = DiskDict::open_with("test", &PagedOptions::new().location(dir.path()))?;
 //! d.insert(3, "d".to_string())?;
 //! assert_eq!(d.get(&3)?.as_deref(), Some("d"));
-//! # Ok::<(), pyspeedup::paged::Error>(())
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The `tour` example (`cargo run --release --example tour`) runs every example of the two
 //! original documents, translated, and prints what they print.
+//!
+//! # Features
+//!
+//! Each sub-crate's own features pass through the umbrella (`tokio`, `persist`, `spill`,
+//! `arrow`, `redis`); none of them is on by default.
+//!
+#![doc = document_features::document_features!()]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "buffer")]
 #[doc(inline)]
@@ -45,9 +55,15 @@ pub mod prelude {
     #[cfg(feature = "eat")]
     #[doc(no_inline)]
     pub use cereal_eat::{AtomicArray, Ptr, eat, split};
+    #[cfg(all(feature = "buffer", feature = "tokio"))]
+    #[doc(no_inline)]
+    pub use speedup_buffer::AsyncBuffer;
     #[cfg(feature = "buffer")]
     #[doc(no_inline)]
     pub use speedup_buffer::{Buffer, WindowBuffer, halt};
+    #[cfg(all(feature = "cache", feature = "tokio"))]
+    #[doc(no_inline)]
+    pub use speedup_cache::AsyncCache;
     #[cfg(feature = "cache")]
     #[doc(no_inline)]
     pub use speedup_cache::Cache;
@@ -56,7 +72,8 @@ pub mod prelude {
     pub use speedup_paged::{DiskDict, DiskList, Options as PagedOptions, storable};
 }
 
-/// The README's examples, compiled and run as doctests so they stay true.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
+/// The README's examples, compiled and run as doctests so they stay true. `README.md` is a
+/// link to the workspace's README, which `cargo package` copies into the crate.
+#[cfg(all(doctest, feature = "eat", feature = "buffer", feature = "cache", feature = "paged"))]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

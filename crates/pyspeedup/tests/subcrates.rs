@@ -58,3 +58,12 @@ fn eat() {
     yum[2].write()[0] = 9;
     assert_eq!(yum[0].read()[0], 9);
 }
+
+/// With `tokio`, the prelude has the async types too.
+#[cfg(all(feature = "buffer", feature = "cache", feature = "tokio"))]
+#[test]
+fn async_types_in_the_prelude() {
+    use pyspeedup::prelude::{AsyncBuffer, AsyncCache};
+    assert!(std::any::type_name::<AsyncCache<u32, u32>>().contains("AsyncCache"));
+    assert!(std::any::type_name::<AsyncBuffer<u32>>().contains("AsyncBuffer"));
+}
