@@ -1,16 +1,70 @@
-//! `cargo xtask bench`: run the benchmark crate, then regenerate `docs/BENCHMARKS.md`.
+//! `cargo xtask bench`: run the benchmark crate, print the results, and with `--write`
+//! regenerate `docs/BENCHMARKS.md`.
 //!
 //! The benchmark binary prints one tab-separated `RESULT` line per measurement (see
 //! `crates/speedup-bench/src/harness.rs`); everything else it prints is progress and goes to
-//! the terminal as it comes. Each crate's section of the markdown is replaced whole, with the
-//! machine, the date and the commit of this run: numbers are never edited by hand.
+//! the terminal as it comes. Each group's section of the markdown is replaced whole, with the
+//! machine, the date and the commit of this run: numbers are never edited by hand. A quick
+//! run never replaces the section of a full run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use crate::{Result, cargo, root};
+use clap::ValueEnum;
+
+use crate::{Result, root};
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Fewer and shorter runs, for a smoke test. Never replaces the figures of a full run in
+    /// docs/BENCHMARKS.md, even with --write.
+    #[arg(long)]
+    quick: bool,
+    /// Rewrite the sections of docs/BENCHMARKS.md (and docs/bench-GROUP.svg) of the groups
+    /// that ran. Without it the results are only printed.
+    #[arg(long)]
+    write: bool,
+    /// The groups to run; all but `python` when none is named (`outofcore` only in a full
+    /// run).
+    #[arg(value_enum)]
+    groups: Vec<Group>,
+}
+
+/// A benchmark group: one section of docs/BENCHMARKS.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Group {
+    /// speedup-paged against redb, heed (LMDB), fjall and std collections.
+    Paged,
+    /// speedup-paged on a store several times a cgroup memory cap, against heed.
+    Outofcore,
+    /// speedup-cache against moka and quick_cache.
+    Cache,
+    /// speedup-buffer against crossbeam and std channels.
+    Buffer,
+    /// cereal-eat against rayon and std `Arc<RwLock>` clones.
+    Eat,
+    /// speedup-cache's Redis tier against recomputing (needs redis-server).
+    Redis,
+    /// The Python package against its Python peers (builds a venv).
+    Python,
+}
+
+impl Group {
+    fn name(self) -> &'static str {
+        match self {
+            Group::Paged => "paged",
+            Group::Outofcore => "outofcore",
+            Group::Cache => "cache",
+            Group::Buffer => "buffer",
+            Group::Eat => "eat",
+            Group::Redis => "redis",
+            Group::Python => "python",
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Row {
@@ -25,15 +79,80 @@ struct Row {
     higher_is_better: bool,
 }
 
-pub(crate) fn run(args: &[String]) -> Result {
-    if args.iter().any(|a| a == "python") {
-        return python(args);
+pub(crate) fn run(args: &Args) -> Result {
+    warn_if_loaded();
+    let native: Vec<&str> = args.groups.iter().filter(|g| **g != Group::Python).map(|g| g.name()).collect();
+    let mut rows = Vec::new();
+    if args.groups.is_empty() || !native.is_empty() {
+        rows.extend(native_groups(&native, args.quick)?);
     }
-    cargo(&["build", "--release", "-p", "speedup-bench"], &[])?;
-    let binary = root().join("target/release/speedup-bench");
+    if args.groups.contains(&Group::Python) {
+        rows.extend(python(args.quick)?);
+    }
+    print_table(&rows);
+    if args.write {
+        write_markdown(&rows, args.quick)
+    } else {
+        eprintln!("\n(not written: `cargo xtask bench --write ...` puts these into docs/BENCHMARKS.md)");
+        Ok(())
+    }
+}
+
+/// Warns when the machine is busy (load average above the number of cores): figures taken
+/// then are lower and noisier than the machine can do.
+fn warn_if_loaded() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()));
+    if let Some(load) = load.filter(|&l| l > cores as f64) {
+        eprintln!(
+            "xtask bench: warning: the load average is {load:.2} on {cores} cores; other work \
+             is running and the figures will be low and noisy"
+        );
+    }
+}
+
+/// Builds the benchmark binary (release) and returns its path as cargo reports it, so that
+/// `CARGO_TARGET_DIR` and any other target setting are respected.
+fn build_binary() -> Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("\n$ cargo build --release -p speedup-bench --bin speedup-bench");
+    let mut child = Command::new(cargo)
+        .args(["build", "--release", "-p", "speedup-bench", "--bin", "speedup-bench"])
+        .args(["--message-format=json-render-diagnostics"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout from cargo")?;
+    let mut binary = None;
+    for message in cargo_metadata::Message::parse_stream(BufReader::new(stdout)) {
+        if let cargo_metadata::Message::CompilerArtifact(artifact) =
+            message.map_err(|e| format!("reading cargo's output: {e}"))?
+            && artifact.target.name == "speedup-bench"
+            && let Some(path) = artifact.executable
+        {
+            binary = Some(path.into_std_path_buf());
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("building the benchmark binary failed ({status})"));
+    }
+    binary.ok_or_else(|| "cargo built no speedup-bench executable".into())
+}
+
+/// The groups run by the benchmark binary (all of them when `groups` is empty).
+fn native_groups(groups: &[&str], quick: bool) -> Result<Vec<Row>> {
+    let binary = build_binary()?;
+    let mut args: Vec<&str> = groups.to_vec();
+    if quick {
+        args.insert(0, "--quick");
+    }
     eprintln!("\n$ {} {}", binary.display(), args.join(" "));
     let mut child = Command::new(&binary)
-        .args(args)
+        .args(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -51,18 +170,16 @@ pub(crate) fn run(args: &[String]) -> Result {
     if !status.success() {
         return Err(format!("the benchmark binary failed ({status})"));
     }
-    let quick = args.iter().any(|a| a == "--quick");
-    write_markdown(&rows, quick)
+    Ok(rows)
 }
 
 /// The `python` group: pyspeedup-rs (release build) against its Python peers, in one run of
 /// crates/pyspeedup-py/bench/bench.py.
-fn python(args: &[String]) -> Result {
+fn python(quick: bool) -> Result<Vec<Row>> {
     const PEERS: [&str; 5] =
         ["diskcache==5.6.3", "sqlitedict==2.1.0", "lmdbm", "cachetools", "prefetch-generator"];
     let venv = crate::python_package_with(true, &PEERS)?;
     let script = root().join("crates/pyspeedup-py/bench/bench.py");
-    let quick = args.iter().any(|a| a == "--quick");
     let mut command = Command::new(venv.bin.join("python"));
     command.arg(&script).envs(venv.env());
     if quick {
@@ -76,8 +193,24 @@ fn python(args: &[String]) -> Result {
     if !output.status.success() {
         return Err(format!("the Python benchmark failed ({})", output.status));
     }
-    let rows: Vec<Row> = String::from_utf8_lossy(&output.stdout).lines().filter_map(parse).collect();
-    write_markdown(&rows, quick)
+    Ok(String::from_utf8_lossy(&output.stdout).lines().filter_map(parse).collect())
+}
+
+/// The results on the terminal, one line per measurement.
+fn print_table(rows: &[Row]) {
+    println!();
+    for r in rows {
+        println!(
+            "{:<10} {:<48} {:<24} {:>14}  ({}..{}, {} runs)",
+            r.krate,
+            r.workload,
+            r.implementation,
+            human(r.value, &r.unit),
+            human(r.low, &r.unit),
+            human(r.high, &r.unit),
+            r.runs
+        );
+    }
 }
 
 fn parse(line: &str) -> Option<Row> {
@@ -156,7 +289,7 @@ fn section(krate: &str, rows: &[&Row], quick: bool) -> String {
     let _ = writeln!(s, "## {title}\n");
     let _ = writeln!(
         s,
-        "Run: `cargo xtask bench{} {krate}` on {}. Each figure is the median of the runs shown, with the slowest and fastest run as the spread. **Bold**: the best figure of the workload. Ratio: how many times better {us} is than that implementation (above 1: {us} wins).\n",
+        "Run: `cargo xtask bench --write{} {krate}` on {}. Each figure is the median of the runs shown, with the slowest and fastest run as the spread. **Bold**: the best figure of the workload. Ratio: how many times better {us} is than that implementation (above 1: {us} wins).\n",
         if quick { " --quick" } else { "" },
         machine()
     );
@@ -271,6 +404,10 @@ fn write_markdown(rows: &[Row], quick: bool) -> Result {
     for krate in crates {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.krate == krate).collect();
         let (start, end) = (format!("<!-- bench:{krate}:start -->"), format!("<!-- bench:{krate}:end -->"));
+        if quick && holds_full_run(&text, &start, &end) {
+            eprintln!("{krate}: docs/BENCHMARKS.md holds a full run; a --quick run does not replace it");
+            continue;
+        }
         let body = format!("{start}\n{}{end}", section(krate, &mine, quick));
         text = match (text.find(&start), text.find(&end)) {
             (Some(a), Some(b)) if a < b => format!("{}{body}{}", &text[..a], &text[b + end.len()..]),
@@ -282,4 +419,33 @@ fn write_markdown(rows: &[Row], quick: bool) -> Result {
     std::fs::write(&path, text).map_err(|e| e.to_string())?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// Whether the section between `start` and `end` comes from a full run (its "Run:" line has
+/// no `--quick`).
+fn holds_full_run(text: &str, start: &str, end: &str) -> bool {
+    match (text.find(start), text.find(end)) {
+        (Some(a), Some(b)) if a < b => text[a..b]
+            .lines()
+            .find(|l| l.starts_with("Run: `cargo xtask bench"))
+            .is_some_and(|l| !l.contains("--quick")),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(section: &str, expected: bool) {
+        let text = format!("# Benchmarks\n<!-- bench:cache:start -->\n{section}<!-- bench:cache:end -->\n");
+        assert_eq!(holds_full_run(&text, "<!-- bench:cache:start -->", "<!-- bench:cache:end -->"), expected);
+    }
+
+    #[test]
+    fn a_quick_run_keeps_a_full_one() {
+        check("## speedup-cache\n\nRun: `cargo xtask bench cache` on 2 cores\n", true);
+        check("## speedup-cache\n\nRun: `cargo xtask bench --quick cache` on 2 cores\n", false);
+        check("", false);
+    }
 }

@@ -1,14 +1,20 @@
 //! Project automation, in plain Rust so that nothing needs installing (the rust-analyzer
-//! `xtask` pattern). Run as `cargo xtask <command>`:
+//! `xtask` pattern). Run as `cargo xtask <command>`; `cargo xtask --help` lists the commands
+//! and `cargo xtask <command> --help` their options:
 //!
-//! - `ci`: format check, clippy (all targets, warnings denied), tests (doctests included),
-//!   docs (warnings denied), then the Python package's tests (`python`). The README's test
-//!   command; `.ci/run` calls it.
+//! - `ci`: format check, clippy (all targets, warnings denied), tests (doctests included)
+//!   with all features, then each library crate's tests with its default features and with
+//!   none, docs (warnings denied) with all features and with default features, the
+//!   published crates packaged and built from their packages, the loom models, then the
+//!   Python package's tests (`python`). The README's test command;
+//!   `.ci/run` calls it.
 //! - `python`: builds the Python package (crates/pyspeedup-py) into a venv under the target
 //!   folder with maturin and runs its pytest suite.
-//! - `bench [--quick] [CRATE...]`: runs the benchmark crate in release mode and regenerates
-//!   `docs/BENCHMARKS.md` (the sections of the crates it ran) and `docs/bench-CRATE.svg`.
-//! - `release`: checks versions and the changelog, then `cargo package`s every crate.
+//! - `bench [--quick] [--write] [GROUP...]`: runs the benchmark crate in release mode and
+//!   prints the results; with `--write` it regenerates `docs/BENCHMARKS.md` (the sections of
+//!   the groups it ran) and `docs/bench-GROUP.svg`.
+//! - `release`: checks versions and the changelog, then packages every published crate and
+//!   builds the packages in dependency order, as a publish would.
 //! - `loom`: the loom models of the concurrency cores (also part of `ci`).
 //! - `miri`: the unsafe-code tests that Miri can run, under Miri (needs nightly + miri).
 //! - `soak`: the crash and memory tests at full size, in release mode.
@@ -17,22 +23,50 @@ mod bench;
 
 use std::process::{Command, ExitCode};
 
+use clap::{Parser, Subcommand};
+
+/// Project automation for pyspeedup-rs (run as `cargo xtask <COMMAND>`).
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks: fmt, clippy, tests (all, default and no default features),
+    /// docs (all and default features, warnings denied), packages, loom models, Python tests.
+    Ci,
+    /// Runs the benchmarks against their peers and prints the results (`--write` puts them
+    /// into docs/BENCHMARKS.md).
+    Bench(bench::Args),
+    /// Checks versions and the changelog, then packages every published crate and builds
+    /// the packages in dependency order, as `cargo publish` would.
+    Release,
+    /// The loom models of the concurrency cores, in release mode (also part of `ci`).
+    Loom,
+    /// The unsafe-code tests that Miri can run, under Miri (needs nightly with miri).
+    Miri,
+    /// The crash, race and memory tests at full size, in release mode.
+    Soak,
+    /// Builds the Python package into a venv (maturin) and runs its pytest suite.
+    Python,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("ci") => ci(),
-        Some("bench") => bench::run(&args[1..]),
-        Some("release") => release(),
-        Some("miri") => miri(),
-        Some("loom") => loom(),
-        Some("soak") => soak(),
-        Some("python") => python(),
-        _ => {
-            eprintln!(
-                "usage: cargo xtask <ci | bench [--quick] [CRATE...] | release | loom | miri | soak | python>"
-            );
-            return ExitCode::from(2);
-        }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match cli.command {
+        Task::Ci => ci(),
+        Task::Bench(args) => bench::run(&args),
+        Task::Release => release(),
+        Task::Miri => miri(),
+        Task::Loom => loom(),
+        Task::Soak => soak(),
+        Task::Python => python(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,6 +75,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints clap's message (exit code 0 for --help and --version, 2 for a mistake); an
+/// unknown command also gets the list of valid ones, which clap only gives for a near miss.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let code = if e.use_stderr() { 2 } else { 0 };
+    let _ = e.print();
+    if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+        use clap::CommandFactory as _;
+        let valid: Vec<String> = Cli::command()
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .map(|c| c.get_name().to_string())
+            .collect();
+        eprintln!("valid commands: {}", valid.join(", "));
+    }
+    ExitCode::from(code)
 }
 
 pub(crate) type Result<T = ()> = std::result::Result<T, String>;
@@ -75,13 +126,40 @@ fn ci() -> Result {
         &[],
     )?;
     cargo(&["test", "--workspace", "--exclude", "speedup-bench", "--all-features", "--locked"], &[])?;
+    features()?;
     cargo(
         &["doc", "--workspace", "--exclude", "speedup-bench", "--all-features", "--no-deps", "--locked"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
+    // Intra-doc links to feature-gated items break only without the features.
+    cargo(
+        &["doc", "--workspace", "--exclude", "speedup-bench", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    // Every published crate builds from its package (no file outside it, dependencies by
+    // version); `release` does the same and refuses a dirty tree.
+    package(true)?;
     loom()?;
     python()?;
     eprintln!("\nxtask ci: all checks passed");
+    Ok(())
+}
+
+/// Each published crate's tests (doctests included) with its default features, and with none
+/// where that differs, one crate at a time so that features do not unify across the
+/// workspace (what a user of that crate alone builds); `ci` runs the workspace with all
+/// features. A loop rather than cargo-hack: nothing to install, and at most two runs per
+/// crate is what fits CI's time.
+fn features() -> Result {
+    let metadata = metadata()?;
+    for krate in CRATES {
+        cargo(&["test", "-p", krate, "--locked"], &[])?;
+        let package = metadata.workspace_packages().into_iter().find(|p| p.name.as_str() == krate);
+        let defaults = package.and_then(|p| p.features.get("default")).is_some_and(|d| !d.is_empty());
+        if defaults {
+            cargo(&["test", "-p", krate, "--no-default-features", "--locked"], &[])?;
+        }
+    }
     Ok(())
 }
 
@@ -278,39 +356,78 @@ fn soak() -> Result {
     )
 }
 
-/// Crates in dependency order: a crate comes after everything it depends on.
+/// The published crates in dependency order: a crate comes after everything it depends on
+/// (`release` checks this list against `cargo metadata`).
 const CRATES: [&str; 6] =
     ["speedup-paged-derive", "speedup-paged", "cereal-eat", "speedup-buffer", "speedup-cache", "pyspeedup"];
 
+/// `cargo metadata` of the workspace.
+pub(crate) fn metadata() -> Result<cargo_metadata::Metadata> {
+    cargo_metadata::MetadataCommand::new()
+        .manifest_path(root().join("Cargo.toml"))
+        .exec()
+        .map_err(|e| format!("cargo metadata: {e}"))
+}
+
 fn release() -> Result {
-    let root = root();
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
-    let version = manifest
-        .lines()
-        .skip_while(|l| l.trim() != "[workspace.package]")
-        .find_map(|l| l.strip_prefix("version = "))
-        .map(|v| v.trim_matches('"').to_string())
-        .ok_or("no version in [workspace.package]")?;
-    let changelog =
-        std::fs::read_to_string(root.join("CHANGELOG.md")).map_err(|e| format!("CHANGELOG.md: {e}"))?;
-    if !changelog.lines().any(|l| l.starts_with("## ") && l.contains(&version)) {
-        return Err(format!("CHANGELOG.md has no `## {version}` section"));
+    let metadata = metadata()?;
+    let published: Vec<&cargo_metadata::Package> = metadata
+        .workspace_packages()
+        .into_iter()
+        .filter(|p| p.publish.as_ref().is_none_or(|registries| !registries.is_empty()))
+        .collect();
+    let mut names: Vec<&str> = published.iter().map(|p| p.name.as_str()).collect();
+    names.sort_unstable();
+    let mut listed = CRATES.to_vec();
+    listed.sort_unstable();
+    if names != listed {
+        return Err(format!("the published crates are {names:?}, but xtask's CRATES lists {listed:?}"));
     }
-    for krate in CRATES {
-        let m = std::fs::read_to_string(root.join("crates").join(krate).join("Cargo.toml"))
-            .map_err(|e| e.to_string())?;
-        if !m.contains("version.workspace = true") {
-            return Err(format!("{krate} does not take its version from the workspace"));
+    let version = &published[0].version;
+    if let Some(p) = published.iter().find(|p| p.version != *version) {
+        return Err(format!("{} is at {}, the other crates at {version}", p.name, p.version));
+    }
+    for (i, krate) in CRATES.iter().enumerate() {
+        let Some(package) = published.iter().find(|p| p.name.as_str() == *krate) else { continue };
+        // Each internal dependency asks for this very version, and comes earlier in CRATES.
+        for dep in package.dependencies.iter().filter(|d| CRATES.contains(&d.name.as_str())) {
+            if !dep.req.matches(version) {
+                return Err(format!("{krate} depends on {} {}, which excludes {version}", dep.name, dep.req));
+            }
+            let position = CRATES.iter().position(|c| *c == dep.name).unwrap_or(usize::MAX);
+            if dep.kind != cargo_metadata::DependencyKind::Development && position > i {
+                return Err(format!("{krate} depends on {}, which comes after it in CRATES", dep.name));
+            }
+        }
+        let folder = package.manifest_path.parent().ok_or("a manifest path without a folder")?;
+        for file in ["LICENSE-MIT", "LICENSE-APACHE"] {
+            if !folder.join(file).exists() {
+                return Err(format!("{krate} has no {file} (a link to the workspace's)"));
+            }
         }
     }
-    let internal = format!("version = \"{version}\"");
-    if manifest.lines().filter(|l| l.contains("path = \"crates/")).any(|l| !l.contains(&internal)) {
-        return Err(format!("[workspace.dependencies] has an internal crate not at version {version}"));
+    let changelog =
+        std::fs::read_to_string(root().join("CHANGELOG.md")).map_err(|e| format!("CHANGELOG.md: {e}"))?;
+    let heading = format!("## {version}");
+    if !changelog.lines().any(|l| l == heading || l.starts_with(&format!("{heading} "))) {
+        return Err(format!("CHANGELOG.md has no `{heading}` section"));
     }
-    eprintln!("versions: all crates at {version}, changelog has it");
-    // One `cargo package` for all crates: cargo resolves their dependencies on each other
-    // through a temporary local registry, in dependency order.
-    let mut args = vec!["package", "--no-verify", "--allow-dirty"];
+    eprintln!("versions: every published crate at {version}, in dependency order; the changelog has it");
+    package(false)?;
+    eprintln!("\nxtask release: every crate packaged and built from its package");
+    Ok(())
+}
+
+/// One verified `cargo package` for all published crates: cargo packs each crate, puts the
+/// packages into a temporary local registry, and builds each one from its package against the
+/// packages of the others, in dependency order: what crates.io would hold after a
+/// `cargo publish` of each in turn. `release` refuses uncommitted changes, as a publish
+/// does; `ci` allows them, so that it runs on a work tree too.
+fn package(allow_dirty: bool) -> Result {
+    let mut args = vec!["package", "--locked"];
+    if allow_dirty {
+        args.push("--allow-dirty");
+    }
     for krate in CRATES {
         args.extend(["-p", krate]);
     }
