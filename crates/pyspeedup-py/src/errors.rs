@@ -33,6 +33,12 @@ pyo3::create_exception!(
     "The store holds another kind of collection (a DiskList opened as a DiskDict, or a store of another program)."
 );
 pyo3::create_exception!(
+    pyspeedup.memory,
+    RolledBack,
+    pyo3::exceptions::PyUserWarning,
+    "Warning: the store's newest header was damaged, and it opened as of an earlier flush (what later flushes wrote is not in it)."
+);
+pyo3::create_exception!(
     pyspeedup.concurrent,
     CycleError,
     PyRecursionError,
@@ -63,6 +69,23 @@ pub(crate) fn store(err: speedup_paged::Error) -> PyErr {
         },
         _ => StoreError::new_err(message),
     }
+}
+
+/// Warns with [`RolledBack`] when a store opened from its older header slot.
+pub(crate) fn warn_fallback(
+    py: Python<'_>,
+    path: &str,
+    fallback: Option<&speedup_paged::HeaderFallback>,
+) -> PyResult<()> {
+    let Some(fb) = fallback else { return Ok(()) };
+    let message = format!(
+        "{path}: the newest header (at byte {}) was damaged, so the store opened as of flush {}: \
+         what later flushes wrote is not in it (a crash during a flush does this by design; \
+         otherwise the file was damaged)",
+        fb.damaged_slot_offset, fb.opened_generation
+    );
+    let message = std::ffi::CString::new(message).unwrap_or_default();
+    PyErr::warn(py, &py.get_type::<RolledBack>(), &message, 1)
 }
 
 /// The exception for using a store after `close()`.

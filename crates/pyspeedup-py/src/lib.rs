@@ -39,6 +39,7 @@ fn pyspeedup_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Locked", py.get_type::<errors::Locked>())?;
     m.add("Corrupt", py.get_type::<errors::Corrupt>())?;
     m.add("TypeMismatch", py.get_type::<errors::TypeMismatch>())?;
+    m.add("RolledBack", py.get_type::<errors::RolledBack>())?;
     m.add("CycleError", py.get_type::<errors::CycleError>())?;
     Ok(())
 }

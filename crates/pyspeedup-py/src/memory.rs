@@ -111,6 +111,7 @@ impl DiskDict {
         let name = file_basename.to_owned();
         let store = py.detach(|| speedup_paged::DiskDict::open_with(&name, &opts)).map_err(errors::store)?;
         let path = store.path().display().to_string();
+        errors::warn_fallback(py, &path, store.header_fallback())?;
         Ok(DiskDict { store: Mutex::new(Some(store)), size_limit, max_pages, path })
     }
 
@@ -305,6 +306,7 @@ impl DiskList {
         let name = file_basename.to_owned();
         let store = py.detach(|| speedup_paged::DiskList::open_with(&name, &opts)).map_err(errors::store)?;
         let path = store.path().display().to_string();
+        errors::warn_fallback(py, &path, store.header_fallback())?;
         Ok(DiskList { store: Mutex::new(Some(store)), size_limit, max_pages, path })
     }
 

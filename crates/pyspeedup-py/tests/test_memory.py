@@ -4,11 +4,12 @@ processes, and against bad files."""
 import os
 import pickle
 import threading
+import warnings
 
 import pytest
 
 from conftest import run_python
-from pyspeedup.memory import Corrupt, DiskDict, DiskList, Locked, StoreError
+from pyspeedup.memory import Corrupt, DiskDict, DiskList, Locked, RolledBack, StoreError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -169,9 +170,40 @@ def test_corrupt_file_raises_corrupt(home):
         path = d.path
     size = os.path.getsize(path)
     with open(path, "r+b") as f:
-        f.write(os.urandom(min(size, 4096)))
-    with pytest.raises(Corrupt):
+        f.write(os.urandom(size))  # both header slots and every page
+    with pytest.raises(StoreError) as raised:
         DiskDict("bad")
+    assert isinstance(raised.value, (Corrupt, OSError))
+
+
+def test_damaged_newest_header_warns_and_rolls_back(home):
+    with DiskDict("rolled") as d:
+        d[1] = "first"
+        d.flush()
+        d[2] = "second"
+        d.flush()
+        path = d.path
+    with DiskDict("rolled") as d:  # which slot is newest: damage both, one at a time
+        pass
+    for offset in (0, 4096):
+        with open(path, "rb") as f:
+            saved = f.read()
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(os.urandom(4096))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                d = DiskDict("rolled")
+            except StoreError:
+                d = None  # the older slot was the one damaged beyond use: an error, not garbage
+        if d is not None:
+            assert all(d.get(k) in (None, v) for k, v in ((1, "first"), (2, "second")))
+            d.close()
+            if any(issubclass(w.category, RolledBack) for w in caught):
+                assert "flush" in str(caught[0].message)
+        with open(path, "wb") as f:
+            f.write(saved)
 
 
 def test_foreign_file_raises_corrupt(home):
@@ -269,3 +301,60 @@ def test_unpicklable_value_is_a_type_error_and_nothing_is_stored(home):
         with pytest.raises((TypeError, pickle.PicklingError)):
             d["p"] = pickle  # a module does not pickle
         assert "p" not in d and len(d) == 0
+
+
+def test_items_and_values_skip_keys_removed_by_another_thread(home):
+    d = DiskDict("churn", size_limit=32, max_pages=2)
+    for i in range(3000):
+        d[i] = i
+    stop = threading.Event()
+
+    def churn():
+        j = 3000
+        while not stop.is_set():
+            d[j] = j
+            d.pop(j - 3000, None)
+            j += 1
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(3):
+            assert all(k == v for k, v in d.items())
+            assert all(isinstance(v, int) for v in d.values())
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert not t.is_alive()
+    d.close()
+
+
+def test_close_while_another_thread_writes(home):
+    d = DiskDict("closing")
+    outcome = []
+
+    def write():
+        try:
+            for i in range(10**6):
+                d[i % 100] = i
+            outcome.append("finished")
+        except ValueError:
+            outcome.append("closed")
+
+    t = threading.Thread(target=write)
+    t.start()
+    d.close()
+    t.join(timeout=30)
+    assert not t.is_alive() and outcome in (["closed"], ["finished"])
+    with DiskDict("closing") as again:  # released, and readable
+        assert len(again) <= 100
+
+
+def test_huge_list_index_is_an_index_error(home):
+    with DiskList("huge") as l:
+        l.append(1)
+        for bad in (10**30, -(10**30)):
+            with pytest.raises(IndexError):
+                l[bad]
+        with pytest.raises(TypeError):
+            l["0"]

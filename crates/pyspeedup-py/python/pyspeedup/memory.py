@@ -13,18 +13,19 @@ stored bytes, never by Python's salted ``hash()``. As in a ``dict``, ``1``, ``1.
 
 Errors: ``KeyError`` and ``IndexError`` as for ``dict`` and ``list``; :class:`Locked` when
 the store is open elsewhere (this process or another); :class:`Corrupt` for a damaged or
-foreign file; other ``OSError`` for I/O. Disk I/O runs with the GIL released, and the
+foreign file; other ``OSError`` for I/O. A store whose newest header is damaged opens as of
+its previous flush, with a :class:`RolledBack` warning. Disk I/O runs with the GIL released, and the
 objects may be shared between threads.
 """
 
 import atexit
 import weakref
-from collections.abc import MutableMapping, MutableSequence
+from collections.abc import ItemsView, MutableMapping, MutableSequence, ValuesView
 
 from pyspeedup import _native
-from pyspeedup._native import Corrupt, Locked, StoreError, TypeMismatch
+from pyspeedup._native import Corrupt, Locked, RolledBack, StoreError, TypeMismatch
 
-__all__ = ["DiskDict", "DiskList", "StoreError", "Locked", "Corrupt", "TypeMismatch"]
+__all__ = ["DiskDict", "DiskList", "StoreError", "Locked", "Corrupt", "TypeMismatch", "RolledBack"]
 
 _open_stores = weakref.WeakValueDictionary()  # id -> store (stores are unhashable, like dict)
 
@@ -38,11 +39,49 @@ def _close_all():
             pass
 
 
+_MISSING = object()
+
+
+class _Items(ItemsView):
+    """``items()``: iteration goes over the keys present when it starts, skipping those
+    removed since (by this thread or another)."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        mapping = self._mapping
+        for key in mapping:
+            value = mapping.get(key, _MISSING)
+            if value is not _MISSING:
+                yield (key, value)
+
+
+class _Values(ValuesView):
+    """``values()``: like ``items()``, without the keys."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        mapping = self._mapping
+        for key in mapping:
+            value = mapping.get(key, _MISSING)
+            if value is not _MISSING:
+                yield value
+
+
 class DiskDict(_native.DiskDict, MutableMapping):
     __doc__ = _native.DiskDict.__doc__
 
     def __init__(self, *args, **kwargs):
         _open_stores[id(self)] = self
+
+    def items(self):
+        """A view of the (key, value) pairs."""
+        return _Items(self)
+
+    def values(self):
+        """A view of the values."""
+        return _Values(self)
 
 
 class DiskList(_native.DiskList, MutableSequence):
