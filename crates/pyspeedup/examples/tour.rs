@@ -2,7 +2,9 @@
 //! cereal's), translated to Rust, printing what the originals print. Each result is also
 //! asserted, so the tour doubles as a test of the translations.
 //!
-//! Run with `cargo run --release --example tour`.
+//! Run with `cargo run --release --example tour`; with `RUST_LOG=debug` in the environment
+//! it also prints the crates' debug spans (stores opened and flushed, splits and joins, ...)
+//! on stderr.
 
 use num_bigint::BigUint;
 use pyspeedup::buffer::{Buffer, halt};
@@ -10,6 +12,11 @@ use pyspeedup::cache::Cache;
 use pyspeedup::paged::{DiskDict, DiskList, Options};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::NEW)
+        .with_writer(std::io::stderr)
+        .init();
     eat()?;
     buffer();
     cache();
