@@ -34,7 +34,7 @@ pub(super) struct Namespace {
 impl Namespace {
     pub(super) fn new<K: Storable, V: Storable>(name: &str, version: u64) -> Self {
         let label =
-            format!("speedup-cache redis tier 2\0{}\0{}\0{version}", type_label::<K>(), type_label::<V>());
+            format!("speedup-cache redis tier 3\0{}\0{}\0{version}", type_label::<K>(), type_label::<V>());
         let fingerprint = xxh3_64(label.as_bytes());
         let prefix = format!("speedup:{name}:{fingerprint:016x}:");
         Namespace { channel: format!("{prefix}done"), prefix: prefix.into_bytes(), fingerprint }
@@ -67,11 +67,13 @@ pub(super) struct Names {
     pub(super) waiters: Vec<u8>,
 }
 
-/// A type's name and archived layout: what the fingerprint covers.
+/// A type's structure (field names and types, recursively: `speedup_paged::schema_of`) and
+/// archived layout: what the fingerprint covers. Workers built from different crates, or
+/// after a type moved to another module, share values; a changed field does not.
 fn type_label<T: Storable>() -> String {
     format!(
-        "{} (archived: {} bytes, align {})",
-        std::any::type_name::<T>(),
+        "{} [{}/{}]",
+        speedup_paged::schema_of::<T>(),
         size_of::<T::Archived>(),
         align_of::<T::Archived>()
     )
