@@ -84,10 +84,13 @@ fn kill_9_at_random_moments_never_loses_flushed_entries() {
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     for round in 0..rounds {
         let mut child = spawn_child("child_crash_writer", "crash-writer", dir.path());
+        // Start the clock once the child has its stores open: on a loaded machine the
+        // start-up alone can outlast the random delay, and no round would test anything.
+        wait_for_line(&mut child, "ready");
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        std::thread::sleep(Duration::from_millis(20 + rng % 180));
+        std::thread::sleep(Duration::from_millis(50 + rng % 350));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let flushed = read_progress(dir.path());
