@@ -130,6 +130,7 @@ where
     /// file is not a readable dict of these types.
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
         let path = opts.store_path(name, DICT_EXTENSION)?;
+        let _span = tracing::debug_span!("DiskDict::open", path = %path.display()).entered();
         let identity = Identity {
             current: format!("DiskDict<{}, {}>", record::type_identity::<K>(), record::type_identity::<V>()),
             format_1: format!(
@@ -430,6 +431,9 @@ where
         if !self.dirty {
             return Ok(());
         }
+        let _span =
+            tracing::debug_span!("DiskDict::flush", path = %self.file.path().display(), entries = self.len)
+                .entered();
         self.merge_overlay()?;
         let root = root::encode_dict(self.buckets.iter().map(|b| BucketEntry {
             local_depth: b.local_depth,
@@ -549,6 +553,9 @@ where
     /// Merges every pending write into its bucket's page. On error, the writes not yet
     /// merged stay in the overlay, so nothing is lost and a retry continues.
     fn merge_overlay(&mut self) -> Result<()> {
+        let _span =
+            tracing::debug_span!("DiskDict::merge", pending = self.overlay.len(), pages = self.buckets.len())
+                .entered();
         let mut overlay = std::mem::take(&mut self.overlay);
         overlay.sort_for_merge(|p| (self.bucket_of(p.hash), p.hash));
         let entries = overlay.entries();

@@ -15,7 +15,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system I/O call failed.
-    #[error("I/O error on {path}: {source}")]
+    // The cause is not repeated here: `source()` returns it, and error reporters (anyhow,
+    // eyre) print the chain.
+    #[error("I/O error on {path}")]
     Io {
         /// The file or folder the call was about.
         path: PathBuf,

@@ -87,7 +87,10 @@
 //! The location defaults to `~/.PySpeedup` (the original's `file_location`); an empty
 //! location is the current directory. Several stores share a folder by using different
 //! basenames; a store never reads another's files.
-
+//!
+//! # Features
+//!
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

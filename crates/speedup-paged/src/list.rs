@@ -170,6 +170,7 @@ impl<T: Storable> DiskList<T> {
     /// As [`DiskDict::open_with`](crate::DiskDict::open_with).
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
         let path = opts.store_path(name, LIST_EXTENSION)?;
+        let _span = tracing::debug_span!("DiskList::open", path = %path.display()).entered();
         let identity = Identity {
             current: format!("DiskList<{}>", record::type_identity::<T>()),
             format_1: format!("DiskList<{}>", record::legacy_type_label::<T>()),
@@ -489,6 +490,9 @@ impl<T: Storable> DiskList<T> {
         if !self.dirty {
             return Ok(());
         }
+        let _span =
+            tracing::debug_span!("DiskList::flush", path = %self.file.path().display(), items = self.len)
+                .entered();
         for id in self.resident.clone() {
             self.write_back(id)?;
         }
