@@ -103,9 +103,20 @@ pub fn insert_rows<T: Clone>(
             ),
         });
     }
+    let added = rows.len().checked_div(row_len).unwrap_or(0);
+    let fits = data.len().checked_add(rows.len()).filter(|&n| n <= isize::MAX as usize).is_some()
+        && shape[0].checked_add(added).is_some();
+    if !fits {
+        return Err(crate::Error::Shape {
+            reason: format!(
+                "cannot insert {} values: the data would hold more than isize::MAX elements",
+                rows.len()
+            ),
+        });
+    }
     let start = at * row_len;
     data.splice(start..start, rows.iter().cloned());
-    shape[0] += rows.len().checked_div(row_len).unwrap_or(0);
+    shape[0] += added;
     Ok(())
 }
 
@@ -119,7 +130,11 @@ pub fn replace_row<T: Clone>(data: &mut [T], shape: &[usize], at: usize, row: &[
     let row_len = row_len(data, shape)?;
     if at >= shape[0] || row.len() != row_len {
         return Err(crate::Error::Shape {
-            reason: format!("cannot replace row {at} of {} with {} values", shape[0], row.len()),
+            reason: format!(
+                "cannot replace row {at} of {} rows with {} values: a row holds {row_len}",
+                shape[0],
+                row.len()
+            ),
         });
     }
     data[at * row_len..(at + 1) * row_len].clone_from_slice(row);
@@ -135,6 +150,16 @@ fn row_len<T>(data: &[T], shape: &[usize]) -> crate::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inserting_past_isize_max_zero_sized_rows_is_a_shape_error() {
+        let (mut data, mut shape) = (vec![(); 1], [1usize]);
+        let err = insert_rows(&mut data, &mut shape, 0, &[(); usize::MAX]).unwrap_err();
+        assert!(matches!(err, crate::Error::Shape { .. }), "{err}");
+        assert_eq!((data.len(), shape), (1, [1]));
+        let err = replace_row(&mut [0u8; 10], &[2, 5], 0, &[1, 2, 3]).unwrap_err();
+        assert!(err.to_string().contains("a row holds 5"), "{err}");
+    }
 
     #[test]
     fn rows_insert_and_replace_in_3d() {

@@ -207,6 +207,11 @@ impl<T: AtomicElement> SharedArray<T> {
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
+            // Something that is not a file holds the name (a dangling symlink): creating
+            // would be refused every time, so say so at once.
+            if path.symlink_metadata().is_ok() && !path.exists() {
+                return Err(Error::AlreadyExists { path: path.to_path_buf() });
+            }
             match Self::create(path, shape) {
                 // Someone else created it between our open and our create: open theirs.
                 Err(Error::AlreadyExists { .. }) => {}
@@ -397,8 +402,15 @@ fn temp_place(path: &Path) -> std::io::Result<(&Path, OsString)> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    // Short enough that prefix, random part and suffix stay within NAME_MAX (255).
-    let short: String = name.to_string_lossy().chars().take(64).collect();
+    // Short enough, in bytes, that prefix, random part and suffix stay within NAME_MAX (255
+    // bytes), whatever the width of the name's characters.
+    let mut short = String::new();
+    for c in name.to_string_lossy().chars() {
+        if short.len() + c.len_utf8() > 64 {
+            break;
+        }
+        short.push(c);
+    }
     Ok((dir, OsString::from(format!(".{short}."))))
 }
 
@@ -567,5 +579,19 @@ mod tests {
         assert_eq!(prefix.len(), 66);
         assert!(temp_place(Path::new("/")).is_err());
         assert!(temp_place(Path::new("a/..")).is_err());
+        // Wide characters are counted in bytes: a 240-byte name of 4-byte characters.
+        let wide = "\u{1F600}".repeat(60);
+        let (_, prefix) = temp_place(Path::new(&wide)).unwrap();
+        assert!(prefix.len() <= 66, "{} bytes", prefix.len());
+    }
+
+    #[test]
+    fn open_or_create_refuses_a_dangling_symlink_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+        let err = SharedArray::<u64>::open_or_create(&link, &[4]).unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary files left");
     }
 }
