@@ -1077,6 +1077,25 @@ mod tests {
         assert_eq!(d.len(), 600);
     }
 
+    #[test]
+    fn keys_sharing_a_few_low_bits_still_split_as_the_dict_grows() {
+        // Keys whose seeded hashes agree on their low 3 bits (1 key in 8 qualifies): the
+        // directory's cap grows with the entries, so they spread over many pages instead
+        // of piling into one page that every merge rewrites.
+        let dir = tempfile::tempdir().unwrap();
+        let mut d: DiskDict<u64, u64> = open(&dir, 16);
+        let keys: Vec<u64> = (0u64..).filter(|k| stable_hash(k, d.hash_seed) & 7 == 0).take(20_000).collect();
+        for (i, &k) in keys.iter().enumerate() {
+            d.insert(k, i as u64).unwrap();
+        }
+        d.flush().unwrap();
+        assert_bounded(&d, 16);
+        let largest = d.buckets.iter().map(|b| b.count).max().unwrap();
+        assert!(largest <= 64, "a page of {largest} entries (size_limit 16)");
+        assert!(d.buckets.len() > 20_000 / 64, "{} pages", d.buckets.len());
+        assert_eq!(d.get(&keys[12_345]).unwrap(), Some(12_345));
+    }
+
     /// A key whose `Hash` ignores it: every key has the same hash.
     #[derive(PartialEq, Eq, Debug, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
     #[rkyv(crate = rkyv)]
