@@ -741,9 +741,11 @@ mod async_cache {
     }
 }
 
-/// Collects the level and message of every `tracing` event on the threads it is set on.
+/// Collects the level, message and `addr` field of every `tracing` event, on every thread:
+/// the cache's own threads (the pub/sub listener, the lease refresher) may be the first to
+/// notice an outage, so a recorder for the test's thread alone would miss it.
 #[derive(Clone, Default)]
-struct Recorder(Arc<std::sync::Mutex<Vec<(tracing::Level, String)>>>);
+struct Recorder(Arc<std::sync::Mutex<Vec<(tracing::Level, String, String)>>>);
 
 impl tracing::Subscriber for Recorder {
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
@@ -755,17 +757,19 @@ impl tracing::Subscriber for Recorder {
     fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
     fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
     fn event(&self, event: &tracing::Event<'_>) {
-        struct Message(String);
+        struct Message(String, String);
         impl tracing::field::Visit for Message {
             fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0 = format!("{value:?}");
+                match field.name() {
+                    "message" => self.0 = format!("{value:?}"),
+                    "addr" => self.1 = format!("{value:?}"),
+                    _ => {}
                 }
             }
         }
-        let mut message = Message(String::new());
+        let mut message = Message(String::new(), String::new());
         event.record(&mut message);
-        self.0.lock().unwrap().push((*event.metadata().level(), message.0));
+        self.0.lock().unwrap().push((*event.metadata().level(), message.0, message.1));
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
@@ -775,8 +779,16 @@ impl tracing::Subscriber for Recorder {
 fn an_outage_is_logged_once_and_so_is_the_recovery() {
     let Some(mut server) = RedisServer::start() else { return };
     let recorder = Recorder::default();
-    let events = Arc::clone(&recorder.0);
-    tracing::subscriber::with_default(recorder, || {
+    let all_events = Arc::clone(&recorder.0);
+    // Process-wide (the only test here that records): other tests' events are told apart
+    // by their server's port.
+    tracing::subscriber::set_global_default(recorder).expect("no other global subscriber");
+    let port = server.url().rsplit(':').next().unwrap().trim_end_matches('/').to_string();
+    let ours = move || -> Vec<(tracing::Level, String)> {
+        let events = all_events.lock().unwrap();
+        events.iter().filter(|(_, _, addr)| addr.contains(&port)).map(|(l, m, _)| (*l, m.clone())).collect()
+    };
+    {
         let config =
             RedisConfig::new(&server.url(), "logged").unwrap().retry_after(Duration::from_millis(100));
         let cache = Cache::builder().redis(config).build(|_: &Cache<u64, u64>, n: u64| n * 3);
@@ -789,10 +801,8 @@ fn an_outage_is_logged_once_and_so_is_the_recovery() {
         server.restart();
         // Keep asking until the recovery is seen (a restart under load can take a while),
         // under a deadline; each get also checks the value.
-        let recovered = || {
-            let events = events.lock().unwrap();
-            events.iter().any(|(l, m)| *l == tracing::Level::INFO && m.contains("Redis answers again"))
-        };
+        let recovered =
+            || ours().iter().any(|(l, m)| *l == tracing::Level::INFO && m.contains("Redis answers again"));
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let mut n = 100;
         while !recovered() {
@@ -802,8 +812,8 @@ fn an_outage_is_logged_once_and_so_is_the_recovery() {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(cache.get(n), n * 3);
-    });
-    let events = events.lock().unwrap();
+    }
+    let events = ours();
     let count = |level: tracing::Level, text: &str| {
         events.iter().filter(|(l, m)| *l == level && m.contains(text)).count()
     };
