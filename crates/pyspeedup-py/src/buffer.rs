@@ -368,6 +368,16 @@ impl Buffer {
             if produced > 0 {
                 attempts += 1;
                 if halts(slf, item, attempts)? {
+                    // The condition looked at the newest item, which the producer may have
+                    // added after the scan above: whatever it saw must be searched too.
+                    let seen = this.produced()?;
+                    while index < seen {
+                        match this.item(py, index)? {
+                            Some(v) if v.eq(item)? => return Ok(true),
+                            Some(_) => index += 1,
+                            None => break,
+                        }
+                    }
                     return Ok(false);
                 }
             }

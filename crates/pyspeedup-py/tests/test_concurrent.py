@@ -29,6 +29,21 @@ def test_in_is_not_inverted():
     assert -1 not in count
 
 
+def test_in_races_the_producer_and_still_finds_every_item():
+    # The producer keeps adding items while `in` decides to stop: items added between the
+    # scan and the halting condition's look at the newest item must still be searched.
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        target = rng.randrange(0, 400)
+        assert target in Buffer(lambda: iter(range(10**9)), buffersize=rng.choice([1, 2, 16, 64]))
+    for _ in range(100):
+        target = rng.randrange(0, 400)
+        b = Buffer(lambda: iter(range(10**9)), haltCondition=lambda buf, x, attempts: buf._cache[-1] > x)
+        assert target in b
+
+
 def test_in_ends_at_the_end_of_a_finite_sequence():
     # The original hung here (it waited for an item after the last).
     b = Buffer(range(10))
