@@ -25,6 +25,17 @@ const STUCK: std::time::Duration = std::time::Duration::from_millis(50);
 #[cfg(not(speedup_loom))]
 const STUCK_UNSEEN: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Whether this thread is a rayon worker (of any pool).
+#[cfg(not(speedup_loom))]
+fn on_rayon_worker() -> bool {
+    rayon::current_thread_index().is_some()
+}
+
+#[cfg(speedup_loom)]
+fn on_rayon_worker() -> bool {
+    false
+}
+
 /// Stack left before a computation grows the stack (and the size of each new segment).
 #[cfg(not(speedup_loom))]
 const RED_ZONE: usize = 256 * 1024;
@@ -65,6 +76,17 @@ type Func<K, V, E> = dyn Fn(&Cache<K, V, E>, K) -> Result<V, Error<E>> + Send + 
 /// ```
 ///
 /// `Cache` is a handle: clones share the same values (`Arc` inside).
+///
+/// # Which calls a computation waits for
+///
+/// Cycle detection needs to know which computation a call belongs to. A call belongs to
+/// the computation running on its own thread's stack, whichever handle it goes through
+/// (the function's argument or a global), and to the computation whose handle a rayon job
+/// (`join`, `scope`, `par_iter`) uses. A handle moved to a thread of its own
+/// (`std::thread::spawn`) acts for nobody: the computation need not wait for that thread,
+/// so a key asked there may need the computation's own key. The flip side: a cycle closed
+/// through a plain thread that the function itself joins is not seen, and waits like any
+/// thread that joins a thread waiting for it.
 pub struct Cache<K, V, E = Infallible> {
     inner: Arc<Inner<K, V, E>>,
     /// The computation this handle acts for: the one whose function received it (`None`
@@ -431,9 +453,25 @@ where
         self.inner.shared.as_ref().map(|s| s.key_name(key))
     }
 
-    /// The computation this handle acts for, if it is still running.
+    /// The computation this call acts for, if any (and still running).
+    ///
+    /// On a rayon worker, the one whose function received the handle: rayon's `join`,
+    /// `scope` and `par_iter` jobs run wherever rayon puts them, and their computation
+    /// waits for them. On any other thread, a computation waits only for calls made on its
+    /// own stack: the handle's computation if it runs on this thread, else this thread's
+    /// innermost computation. So a handle the function reaches as a global (not through
+    /// its argument) acts for that function, and a handle moved to a thread of its own
+    /// acts for nobody (its computation need not wait for that thread: a key asked there
+    /// may need the computation's own key, and that is no cycle).
     fn caller(&self) -> Option<StdArc<Node<K>>> {
-        self.frame.as_ref().filter(|n| !n.is_done()).cloned()
+        let frame = self.frame.as_ref().filter(|n| !n.is_done());
+        if on_rayon_worker() {
+            return frame.cloned();
+        }
+        match frame {
+            Some(frame) if waits::on_this_thread(self.inner.id, frame) => Some(StdArc::clone(frame)),
+            _ => waits::top::<K>(self.inner.id).filter(|n| !n.is_done()),
+        }
     }
 
     /// Notes a handle used away from its computation's frame (a rayon job, a thread).

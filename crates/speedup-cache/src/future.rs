@@ -1,5 +1,6 @@
 //! [`AsyncCache`]: the same single-flight memoization where computations are futures.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -58,8 +59,11 @@ type AsyncFunc<K, V> = dyn Fn(AsyncCache<K, V>, K) -> BoxFuture<'static, V> + Se
 /// ```
 pub struct AsyncCache<K, V> {
     inner: Arc<Inner<K, V>>,
-    /// The computation this handle acts for (`None` outside any computation).
-    frame: Option<Arc<Node<K>>>,
+}
+
+tokio::task_local! {
+    /// The computation the current task runs, tagged with its cache (`Inner`'s address).
+    static COMPUTING: (usize, Arc<dyn Any + Send + Sync>);
 }
 
 struct Inner<K, V> {
@@ -97,7 +101,7 @@ impl<K: Hash + Eq, V> Inner<K, V> {
 
 impl<K, V> Clone for AsyncCache<K, V> {
     fn clone(&self) -> Self {
-        AsyncCache { inner: Arc::clone(&self.inner), frame: self.frame.clone() }
+        AsyncCache { inner: Arc::clone(&self.inner) }
     }
 }
 
@@ -134,7 +138,6 @@ where
                 waits: Waits::default(),
                 shared,
             }),
-            frame: None,
         }
     }
 
@@ -164,8 +167,8 @@ where
                 Ok(value) => return value,
                 Err(pending) => pending,
             };
-            let me = self.frame.as_ref().filter(|n| !n.is_done());
-            let registration = match me.map(|me| self.inner.waits.enter(Some(me), None, &node)) {
+            let me = self.caller();
+            let registration = match me.as_ref().map(|me| self.inner.waits.enter(Some(me), None, &node)) {
                 Some(Verdict::Cycle(chain)) => {
                     let mut path: Vec<String> = chain.iter().map(|n| describe(&n.key)).collect();
                     path.push(describe(&key));
@@ -189,6 +192,20 @@ where
                 Err(Failure::Cancelled) => self.inner.vacate(&key, &node),
             }
         }
+    }
+
+    /// The computation this call acts for: the one whose task polls it, whichever handle
+    /// it goes through (the function's argument or a global). Work the function spawns as
+    /// a task of its own (`tokio::spawn`) acts for nobody: the computation need not wait
+    /// for it, so a key asked there may need the computation's own key without a cycle.
+    fn caller(&self) -> Option<Arc<Node<K>>> {
+        let cache = Arc::as_ptr(&self.inner) as *const () as usize;
+        COMPUTING
+            .try_with(|(owner, node)| (*owner == cache).then(|| Arc::clone(node).downcast::<Node<K>>().ok()))
+            .ok()
+            .flatten()
+            .flatten()
+            .filter(|n| !n.is_done())
     }
 
     /// Starts computing `key` in the background (if it is neither cached nor in flight) and
@@ -328,9 +345,15 @@ where
     if let Some(value) = stored {
         return Ok(value);
     }
-    let child = AsyncCache { inner: Arc::clone(inner), frame: Some(Arc::clone(node)) };
-    let computed = match std::panic::catch_unwind(AssertUnwindSafe(|| (inner.func)(child, key.clone()))) {
-        Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+    let child = AsyncCache { inner: Arc::clone(inner) };
+    // The task knows its computation: calls polled in it act for it (see `caller`).
+    let computing =
+        || (Arc::as_ptr(inner) as *const () as usize, Arc::clone(node) as Arc<dyn Any + Send + Sync>);
+    let started = COMPUTING.sync_scope(computing(), || {
+        std::panic::catch_unwind(AssertUnwindSafe(|| (inner.func)(child, key.clone())))
+    });
+    let computed = match started {
+        Ok(future) => COMPUTING.scope(computing(), AssertUnwindSafe(future).catch_unwind()).await,
         Err(payload) => Err(payload),
     };
     match computed {

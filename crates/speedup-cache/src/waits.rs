@@ -254,9 +254,11 @@ pub(crate) fn top<K: Send + Sync + 'static>(cache: usize) -> Option<StdArc<Node<
 /// Whether `node` is one of the computations running on this thread (in cache `cache`).
 pub(crate) fn on_this_thread<K: Send + Sync + 'static>(cache: usize, node: &StdArc<Node<K>>) -> bool {
     FRAMES.with(|frames| {
+        // From the innermost: the handle's own frame is almost always the top one.
         frames
             .borrow()
             .iter()
+            .rev()
             .any(|(c, n)| *c == cache && std::ptr::addr_eq(StdArc::as_ptr(n), StdArc::as_ptr(node)))
     })
 }

@@ -203,3 +203,58 @@ async fn the_synchronous_part_of_the_function_may_use_the_cache() {
     assert_eq!(got, 2);
     assert_eq!(tokio::time::timeout(Duration::from_secs(10), cache.get(101)).await.unwrap(), 102);
 }
+
+static GLOBAL: std::sync::OnceLock<AsyncCache<u64, u64>> = std::sync::OnceLock::new();
+
+/// 5 needs 6 and 6 needs 5, through a handle the function reaches as a global instead of
+/// its argument: still a cycle, reported, not a hang.
+fn global() -> &'static AsyncCache<u64, u64> {
+    GLOBAL.get_or_init(|| {
+        AsyncCache::new(|_: AsyncCache<u64, u64>, k: u64| async move {
+            match k {
+                5 => global().get(6).await,
+                6 => global().get(5).await,
+                k => k,
+            }
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_through_a_global_handle_is_reported() {
+    let outcome = tokio::time::timeout(Duration::from_secs(20), tokio::spawn(global().get(5)))
+        .await
+        .expect("a cycle through a global handle hung");
+    let message = panic_text(outcome.expect_err("a cycle has no value"));
+    assert!(message.contains("cycle") && message.contains("5 -> 6 -> 5"), "{message}");
+    assert_eq!(global().get(7).await, 7);
+}
+
+/// A task the function spawns and does not await acts for nobody: the key it asks for may
+/// need the function's own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_spawned_by_the_function_is_not_a_cycle() {
+    for _ in 0..rounds(20) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let cache = AsyncCache::new(move |c: AsyncCache<u64, u64>, k: u64| {
+            let tx = if k == 0 { tx.lock().unwrap().take() } else { None };
+            async move {
+                if let Some(tx) = tx {
+                    let background = c.clone();
+                    tokio::spawn(async move { tx.send(background.get(1).await).ok() });
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    return 10;
+                }
+                c.get(k - 1).await + 1
+            }
+        });
+        let got = tokio::time::timeout(Duration::from_secs(20), async {
+            let zero = cache.get(0).await;
+            (zero, rx.await.expect("the background task answered"))
+        })
+        .await
+        .expect("hung");
+        assert_eq!(got, (10, 11));
+    }
+}

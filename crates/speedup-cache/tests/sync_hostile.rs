@@ -1,0 +1,160 @@
+//! Uses of the cache that broke it once: a `par_iter` fan-out asked for from many OS
+//! threads at once, nested rayon calls, a handle given to a background thread, and a
+//! cycle through a handle the function reaches as a global instead of its argument.
+//!
+//! Each runs many rounds under a deadline; `SPEEDUP_RAYON_ROUNDS` sets the rounds.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use speedup_cache::{Cache, Error};
+
+mod common;
+
+fn rounds(default: usize) -> usize {
+    std::env::var("SPEEDUP_RAYON_ROUNDS")
+        .map_or(default, |r| r.parse().expect("SPEEDUP_RAYON_ROUNDS: a number"))
+}
+
+/// `f(n) = sum of f(n-1), f(n-2), f(n/2), f(n/3)` through `par_iter` on the global pool,
+/// asked for by 16 OS threads at once.
+///
+/// Known to fail (issue #12, open): rayon's `join` steals jobs of other computations on
+/// top of a computation that waits in it, and a stolen job that needs a key which needs the
+/// computation underneath forces a key to be computed again; under this much sharing the
+/// recomputations cascade (tens of thousands within a minute). Run with `--ignored`.
+#[test]
+#[ignore = "known livelock under rayon work-stealing, issue #12"]
+fn par_iter_fan_out_from_sixteen_threads() {
+    let rounds = rounds(10);
+    let mut total_reruns = 0;
+    let mut total_runs = 0;
+    for round in 0..rounds {
+        let (reruns, runs) = common::within(60, move || {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&runs);
+            let f = Cache::new(move |h: &Cache<u64, u64>, n: u64| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                if n < 2 {
+                    return 1;
+                }
+                [n - 1, n - 2, n / 2, n / 3]
+                    .par_iter()
+                    .map(|&d| h.get(d))
+                    .reduce(|| 0, |a, b| (a + b) % 1_000_003)
+            });
+            let threads: Vec<_> = (0..16u64)
+                .map(|t| {
+                    let f = f.clone();
+                    std::thread::spawn(move || f.get(200 + t * 13 % 97))
+                })
+                .collect();
+            let got: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let single = Cache::new(|h: &Cache<u64, u64>, n: u64| {
+                if n < 2 {
+                    return 1;
+                }
+                [n - 1, n - 2, n / 2, n / 3].iter().map(|&d| h.get(d)).fold(0, |a, b| (a + b) % 1_000_003)
+            });
+            for (t, v) in got.iter().enumerate() {
+                assert_eq!(*v, single.get(200 + t as u64 * 13 % 97), "round {round}, thread {t}");
+            }
+            (f.reruns(), runs.load(Ordering::Relaxed))
+        });
+        total_reruns += reruns;
+        total_runs += runs;
+    }
+    eprintln!("{rounds} rounds: {total_runs} bodies run, {total_reruns} reruns");
+}
+
+/// `par_iter` whose jobs `join`, whose halves `join` again, each asking the cache.
+/// Known to fail like the test above (issue #12, open).
+#[test]
+#[ignore = "known livelock under rayon work-stealing, issue #12"]
+fn three_levels_of_rayon_nesting() {
+    let rounds = rounds(10);
+    for round in 0..rounds {
+        common::within(60, move || {
+            let f = Cache::new(|h: &Cache<u64, u64>, n: u64| {
+                if n < 3 {
+                    return n;
+                }
+                [n - 1, n / 2]
+                    .par_iter()
+                    .map(|&d| {
+                        let (a, b) = rayon::join(
+                            || rayon::join(|| h.get(d), || h.get(d.saturating_sub(2))),
+                            || h.get(d / 3),
+                        );
+                        (a.0 + a.1 + b) % 1_000_003
+                    })
+                    .reduce(|| 0, |a, b| (a + b) % 1_000_003)
+            });
+            let threads: Vec<_> = (0..8u64)
+                .map(|t| {
+                    let f = f.clone();
+                    std::thread::spawn(move || f.get(120 + t * 7))
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap_or_else(|_| panic!("round {round}: a thread panicked"));
+            }
+        });
+    }
+}
+
+/// A handle given to a background thread that the function does not wait for: its calls
+/// are not the function's, so a key asked there may need the function's own key.
+#[test]
+fn a_handle_in_a_background_thread_is_not_a_cycle() {
+    for round in 0..rounds(50) {
+        common::within(30, move || {
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let done_tx = std::sync::Mutex::new(done_tx);
+            let f = Cache::try_new(move |h: &Cache<u64, u64, ()>, n: u64| {
+                if n == 0 {
+                    let h = h.clone();
+                    let tx = done_tx.lock().unwrap().clone();
+                    // Prefetch key 1 in the background; key 1 needs key 0, which is fine:
+                    // key 0 does not wait for it.
+                    std::thread::spawn(move || tx.send(h.try_get(1)).unwrap());
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    return Ok(10);
+                }
+                Ok(h.try_get(n - 1)? + 1)
+            });
+            assert_eq!(f.try_get(0), Ok(10));
+            let background = done_rx.recv().unwrap();
+            assert_eq!(background, Ok(11), "round {round}");
+        });
+    }
+}
+
+static GLOBAL: OnceLock<Cache<u64, u64, ()>> = OnceLock::new();
+
+fn global() -> &'static Cache<u64, u64, ()> {
+    GLOBAL.get_or_init(|| {
+        Cache::try_new(|_: &Cache<u64, u64, ()>, n: u64| {
+            // Ignores its handle and recurses through the global: still a cycle 5 -> 6 -> 5.
+            match n {
+                5 => global().try_get(6),
+                6 => global().try_get(5),
+                n => Ok(n),
+            }
+        })
+    })
+}
+
+#[test]
+fn a_cycle_through_a_global_handle_is_reported() {
+    let outcome = common::within(30, || global().try_get(5));
+    match outcome {
+        Err(Error::Cycle { path, .. }) => assert_eq!(path, "5 -> 6 -> 5"),
+        other => panic!("expected a cycle, got {other:?}"),
+    }
+    // Not cached: still reported the next time, from the other key.
+    assert!(matches!(common::within(30, || global().try_get(6)), Err(Error::Cycle { .. })));
+    assert_eq!(global().try_get(7), Ok(7));
+}
