@@ -316,10 +316,13 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     }
 
     /// Like [`Buffer::contains`], with failures as errors. The built-in halting conditions
-    /// check the order they rely on over the cached prefix, on every item the search
-    /// examines and on the item after the one that stops it: a sequence that breaks it
-    /// (`[10, 1, 2, 3]` or `0, -1, -2, ...` under [`NonDecreasing`]) is an error, not an
-    /// answer that depends on what is cached, nor an endless scan.
+    /// check the order they rely on, on every item the search examines and on the item
+    /// after the one that stops it: a sequence that breaks it there (`[10, 1, 2, 3]`,
+    /// `0, -1, -2, ...` or `0, NaN, -1, ...` under [`NonDecreasing`]) is an error, not an
+    /// endless scan. The answer is the same however much is cached: the search examines
+    /// the items a scan from the first would, up to the first item past the target and
+    /// one more; a break further on is not seen (`[10, 10, 1]` answers `Ok(false)` for 1).
+    /// A target that is not equal to itself (NaN) is never found.
     ///
     /// ```
     /// use speedup_buffer::{Buffer, Error};
@@ -336,13 +339,20 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     where
         T: PartialEq,
     {
+        // A target that is not equal to itself (NaN) equals no item: no search can end
+        // with it found, and an endless sequence would be searched forever.
+        #[allow(clippy::eq_op)]
+        if target != target {
+            return Ok(false);
+        }
         let ordered = self.halt.assumes_order();
         let mut start = 0;
-        if self.halt.sorted() {
-            let cached = self.shared.gate.published();
-            if ordered {
-                self.check_order(cached)?;
-            }
+        // The answer is always a scan's from the first item: stop at the first item past
+        // the target, check the order on every pair examined and on the item after the
+        // stop. Bisecting the cached prefix gives the same answer faster when that prefix is
+        // in order; when it is not, the scan runs (and finds the break, or stops first).
+        let cached = self.shared.gate.published();
+        if self.halt.sorted() && (!ordered || self.prefix_in_order(cached)) {
             let (mut lo, mut hi) = (0, cached);
             // Bisection on PartialOrd via the halting condition: an item past the target.
             while lo < hi {
@@ -354,7 +364,11 @@ impl<T: Send + Sync + 'static> Buffer<T> {
                 }
             }
             if lo < cached {
-                return Ok(false); // an item past the target is cached; it is not there
+                // The scan would stop at `lo`; the item after it is checked already if cached.
+                if ordered && lo.saturating_add(1) >= cached {
+                    self.check_after_stop(lo)?;
+                }
+                return Ok(false);
             }
             start = cached;
         }
@@ -377,14 +391,8 @@ impl<T: Send + Sync + 'static> Buffer<T> {
             }
             attempts += 1;
             if self.halt.halt(item, target, attempts) {
-                // The stop trusts the order: check it once more, on the next item, so that a
-                // sequence that drops right after its first large item is reported.
-                if ordered
-                    && let Some(next_index) = index.checked_add(1)
-                    && let Some(next) = self.try_get(next_index)?
-                    && !self.halt.keeps_order(item, next)
-                {
-                    return Err(Error::Unsorted { index: next_index });
+                if ordered {
+                    self.check_after_stop(index)?;
                 }
                 return Ok(false);
             }
@@ -396,12 +404,27 @@ impl<T: Send + Sync + 'static> Buffer<T> {
 
     /// Checks the halting condition's order over the first `cached` items (each pair once
     /// over the buffer's life: the checked length is remembered).
-    fn check_order(&self, cached: usize) -> Result<(), Error> {
+    /// The stop at item `stop` trusts the order: check it once more, on the next item, so
+    /// that a sequence that drops right after its first large item is reported.
+    fn check_after_stop(&self, stop: usize) -> Result<(), Error> {
+        let Some(next_index) = stop.checked_add(1) else { return Ok(()) };
+        if let (Some(item), Some(next)) = (self.try_get(stop)?, self.try_get(next_index)?)
+            && !self.halt.keeps_order(item, next)
+        {
+            return Err(Error::Unsorted { index: next_index });
+        }
+        Ok(())
+    }
+
+    /// Whether the first `cached` items keep the halting condition's order. Watermarks
+    /// (`ordered`, `unordered`) make repeated calls cost only the new items.
+    fn prefix_in_order(&self, cached: usize) -> bool {
         let unordered = self.unordered.load(std::sync::atomic::Ordering::Relaxed);
         if unordered < cached {
-            return Err(Error::Unsorted { index: unordered });
+            return false;
         }
         let from = self.ordered.load(std::sync::atomic::Ordering::Relaxed).max(1);
+        let mut checked = from;
         for index in from..cached {
             let (Some(previous), Some(item)) =
                 (self.shared.items.get(index - 1), self.shared.items.get(index))
@@ -410,11 +433,12 @@ impl<T: Send + Sync + 'static> Buffer<T> {
             };
             if !self.halt.keeps_order(previous, item) {
                 self.unordered.fetch_min(index, std::sync::atomic::Ordering::Relaxed);
-                return Err(Error::Unsorted { index });
+                return false;
             }
+            checked = index + 1;
         }
-        self.ordered.fetch_max(cached, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
+        self.ordered.fetch_max(checked, std::sync::atomic::Ordering::Relaxed);
+        checked >= cached
     }
 
     /// The demand that keeps the producer `lookahead` items past `index` (saturating: an

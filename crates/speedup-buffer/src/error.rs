@@ -24,10 +24,10 @@ pub enum Error {
     },
     /// The sequence breaks the order its halting condition relies on (it decreases under
     /// [`halt::NonDecreasing`](crate::halt::NonDecreasing), or decreases in magnitude under
-    /// [`halt::AbsNonDecreasing`](crate::halt::AbsNonDecreasing)), so a search cannot know
-    /// where to stop: its answer would depend on what happens to be cached.
+    /// [`halt::AbsNonDecreasing`](crate::halt::AbsNonDecreasing)), or holds an item not
+    /// comparable with its neighbour (NaN), so a search cannot know where to stop.
     #[error(
-        "item {index} is smaller than the item before it (in magnitude, for AbsNonDecreasing), but the buffer's halting condition assumes the sequence never decreases; search it with halt::MaxAttempts or a closure instead"
+        "item {index} is smaller than the item before it, or not comparable with it (NaN), in magnitude for AbsNonDecreasing, but the buffer's halting condition assumes the sequence never decreases; search it with halt::MaxAttempts or a closure instead"
     )]
     Unsorted {
         /// The first item found out of order.

@@ -60,8 +60,10 @@ impl<T: PartialOrd> Halt<T> for NonDecreasing {
     }
 
     fn keeps_order(&self, previous: &T, next: &T) -> bool {
-        // Not `next >= previous`: incomparable items (NaN) do not prove a decrease.
-        next.partial_cmp(previous) != Some(std::cmp::Ordering::Less)
+        // An item incomparable with its neighbour (NaN) breaks the order too: `0, NaN, -1`
+        // never has a pair in decreasing order, yet it decreases, and a search for 1
+        // would never stop.
+        matches!(next.partial_cmp(previous), Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal))
     }
 }
 
@@ -80,7 +82,10 @@ impl<T: Magnitude> Halt<T> for AbsNonDecreasing {
     }
 
     fn keeps_order(&self, previous: &T, next: &T) -> bool {
-        next.magnitude().partial_cmp(&previous.magnitude()) != Some(std::cmp::Ordering::Less)
+        matches!(
+            next.magnitude().partial_cmp(&previous.magnitude()),
+            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+        )
     }
 }
 
