@@ -179,6 +179,9 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
 /// nothing that was already produced.
 fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> I) {
     let gate = &shared.gate;
+    let span = tracing::debug_span!("speedup_buffer::producer");
+    let _entered = span.enter();
+    tracing::debug!("speedup-buffer: producer starts");
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut iter = make();
         let mut produced = 0;
@@ -212,6 +215,12 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
         }
     }));
     gate.idle(); // the iterator is gone: nothing to wait for in `Drop`
+    tracing::debug!(
+        produced = shared.items.len(),
+        panicked = outcome.is_err(),
+        stopped = gate.stopping(),
+        "speedup-buffer: producer ends"
+    );
     match outcome {
         Ok(()) => gate.finish(FINISHED),
         Err(payload) => {

@@ -188,6 +188,7 @@ impl Gate {
             }
             backoff(round);
         }
+        tracing::debug!(produced, "speedup-buffer: producer parks (lookahead reached)");
         let mut guard = lock(&self.lock);
         loop {
             if self.stop.load(Ordering::Acquire) {

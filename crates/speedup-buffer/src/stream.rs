@@ -144,6 +144,7 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
 }
 
 async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
+    tracing::debug!("speedup-buffer: async producer starts");
     let run = AssertUnwindSafe(async {
         futures::pin_mut!(stream);
         let mut produced = 0;
@@ -176,6 +177,7 @@ async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
             PANICKED
         }
     };
+    tracing::debug!(panicked = how == PANICKED, "speedup-buffer: async producer ends");
     shared.end.store(how, Ordering::Release);
     shared.produced.notify_waiters();
 }

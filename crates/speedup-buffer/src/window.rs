@@ -187,16 +187,28 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
     }
 }
 
-fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: usize) {
+fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, iter: I, window: usize) {
+    let span = tracing::debug_span!("speedup_buffer::window_producer", window);
+    let _entered = span.enter();
+    tracing::debug!("speedup-buffer: producer starts");
+    let produced = produce_items(shared, iter, window);
+    tracing::debug!(produced, "speedup-buffer: producer ends");
+}
+
+/// The window producer's loop; returns how many items it produced.
+fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: usize) -> usize {
     let mut produced = 0;
     loop {
         {
             let mut state = shared.lock();
+            if produced >= state.wanted && !state.stop {
+                tracing::debug!(produced, "speedup-buffer: producer parks (lookahead reached)");
+            }
             while produced >= state.wanted && !state.stop {
                 state = shared.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             if state.stop {
-                return;
+                return produced;
             }
             state.busy = true;
         }
@@ -205,7 +217,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: us
         let mut state = shared.lock();
         state.busy = false;
         if state.stop {
-            return; // dropped meanwhile: nobody reads this item
+            return produced; // dropped meanwhile: nobody reads this item
         }
         match next {
             Ok(Some(item)) => {
@@ -235,7 +247,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: us
         drop(state);
         shared.changed.notify_all();
         if finished {
-            return;
+            return produced;
         }
     }
 }

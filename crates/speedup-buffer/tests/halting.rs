@@ -105,7 +105,8 @@ fn the_answer_is_the_same_cold_and_warm() {
             let mut items = Vec::with_capacity(len);
             let mut value = 0i64;
             for _ in 0..len {
-                value += (next(&mut state) % 4) as i64 - if next(&mut state).is_multiple_of(5) { 3 } else { 0 };
+                value +=
+                    (next(&mut state) % 4) as i64 - if next(&mut state).is_multiple_of(5) { 3 } else { 0 };
                 items.push(value);
             }
             let lookahead = (next(&mut state) % 4) as usize;

@@ -692,6 +692,8 @@ where
             .as_ref()
             .filter(|_| !asked(node.parent()) && !asked(caller))
             .map(|top| self.inner.waits.link(top, node, Kind::Stack));
+        let span = tracing::debug_span!("speedup_cache::compute", key = ?key);
+        let _entered = span.enter();
         let frame = waits::push(id, node);
         let handle = Cache { inner: Arc::clone(&self.inner), frame: Some(StdArc::clone(node)) };
         let computed = grow_stack(|| catch_unwind(AssertUnwindSafe(|| (self.inner.func)(&handle, key))));
@@ -720,11 +722,16 @@ where
         flight: &Arc<Flight<K, V, E>>,
         caller: Option<&StdArc<Node<K>>>,
     ) -> Result<V, Failure<E>> {
-        let stored = self.inner.backing.as_ref().and_then(|b| b.load(&key));
+        let stored = self.inner.backing.as_ref().and_then(|b| {
+            let _span = tracing::debug_span!("speedup_cache::backing_load", key = ?key).entered();
+            b.load(&key)
+        });
         let from_backing = stored.is_some();
         let mut lease = None;
         let stored = match (stored, &self.inner.shared) {
-            (None, Some(shared)) => match shared.acquire(&key) {
+            (None, Some(shared)) => match tracing::debug_span!("speedup_cache::redis_acquire", key = ?key)
+                .in_scope(|| shared.acquire(&key))
+            {
                 Ok(Acquired::Value(v)) => Some(v),
                 Ok(Acquired::Lease(l)) => {
                     lease = Some(l);
@@ -752,9 +759,11 @@ where
         match computed {
             Ok(Ok(value)) => {
                 if let Some(lease) = lease {
+                    let _span = tracing::debug_span!("speedup_cache::redis_publish", key = ?key).entered();
                     lease.publish(&value);
                 }
                 if let Some(b) = self.inner.backing.as_ref().filter(|_| !from_backing) {
+                    let _span = tracing::debug_span!("speedup_cache::backing_store", key = ?key).entered();
                     b.store(&key, &value);
                 }
                 self.publish(key, flight, value.clone());
@@ -833,6 +842,13 @@ where
             } else {
                 stale.push(key);
             }
+        }
+        if !evicted.is_empty() {
+            tracing::debug!(
+                evicted = evicted.len(),
+                capacity = self.inner.capacity,
+                "speedup-cache: evicted"
+            );
         }
         drop(evicted);
         drop(stale);

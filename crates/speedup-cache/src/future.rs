@@ -345,6 +345,7 @@ where
     if let Some(value) = stored {
         return Ok(value);
     }
+    let span = tracing::debug_span!("speedup_cache::compute", key = ?key);
     let child = AsyncCache { inner: Arc::clone(inner) };
     // The task knows its computation: calls polled in it act for it (see `caller`).
     let computing =
@@ -353,7 +354,10 @@ where
         std::panic::catch_unwind(AssertUnwindSafe(|| (inner.func)(child, key.clone())))
     });
     let computed = match started {
-        Ok(future) => COMPUTING.scope(computing(), AssertUnwindSafe(future).catch_unwind()).await,
+        Ok(future) => {
+            use tracing::Instrument;
+            COMPUTING.scope(computing(), AssertUnwindSafe(future).catch_unwind()).instrument(span).await
+        }
         Err(payload) => Err(payload),
     };
     match computed {
