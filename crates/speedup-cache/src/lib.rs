@@ -18,6 +18,58 @@
 //! assert!(fib.contains_key(&89));
 //! ```
 //!
+//! Your own types work as keys and values: keys need `Hash + Eq + Clone + Debug`, values
+//! `Clone` (an `Arc` keeps the hit path's clone cheap for big ones).
+//!
+//! ```
+//! use std::sync::Arc;
+//! use speedup_cache::Cache;
+//!
+//! #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+//! struct Route { from: String, to: String }
+//!
+//! #[derive(Debug)]
+//! struct Plan { stops: Vec<String> }
+//!
+//! let plans = Cache::new(|_: &Cache<Route, Arc<Plan>>, r: Route| {
+//!     Arc::new(Plan { stops: vec![r.from, r.to] })
+//! });
+//! let plan = plans.get(Route { from: "Oslo".into(), to: "Rome".into() });
+//! assert_eq!(plan.stops, ["Oslo", "Rome"]);
+//! ```
+//!
+//! With feature `persist`, results survive restarts in a `speedup_paged::DiskDict` (the
+//! value type is stored with rkyv: mark your own structs `#[speedup_paged::storable]`):
+//!
+//! ```
+//! # #[cfg(feature = "persist")] {
+//! use std::sync::RwLock;
+//! use speedup_cache::Cache;
+//! use speedup_paged::{DiskDict, Options};
+//!
+//! #[speedup_paged::storable]
+//! #[derive(Debug, Clone, PartialEq)]
+//! struct Stats { steps: u32, peak: u64 }
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let options = Options::new().location(dir.path());
+//! let collatz = |dict: DiskDict<u64, Stats>| {
+//!     Cache::builder().backing(RwLock::new(dict)).build(|c: &Cache<u64, Stats>, n: u64| {
+//!         if n == 1 { return Stats { steps: 0, peak: 1 }; }
+//!         let next = c.get(if n % 2 == 0 { n / 2 } else { 3 * n + 1 });
+//!         Stats { steps: next.steps + 1, peak: next.peak.max(n) }
+//!     })
+//! };
+//! let first = collatz(DiskDict::open_with("collatz", &options).unwrap());
+//! assert_eq!(first.get(27), Stats { steps: 111, peak: 9232 });
+//! first.flush().unwrap();
+//! drop(first);
+//! // A new process (here: a new cache) finds the values on disk instead of computing.
+//! let again = collatz(DiskDict::open_with("collatz", &options).unwrap());
+//! assert_eq!(again.get(27).peak, 9232);
+//! # }
+//! ```
+//!
 //! # Guarantees
 //!
 //! - **Single flight.** Each key's function body runs at most once while its value is
@@ -92,6 +144,22 @@
 //! another worker waits on leases that stay alive; cycles within one process are detected
 //! as usual), and Redis Cluster (the scripts touch a value key and its lease key, which
 //! would need one hash slot).
+//!
+//! # Limits
+//!
+//! - **rayon under heavy sharing.** When many threads at once ask for keys whose functions
+//!   fan out with rayon over keys they share, work-stealing keeps stacking jobs on top of
+//!   computations that other jobs need, and the keys computed again to break those stacks
+//!   can cascade ([`Cache::reruns`] grows without bound, and the call may not return).
+//!   rayon's own maintainers reach the same limit for blocking inside jobs. Fan out from
+//!   one top-level call (or use `batch_async`, which queues on the pool without blocking).
+//! - **Cycles through plain threads the function joins** are not seen (see [`Cache`]).
+//! - **`V::clone` runs under the shard's read lock**: a `Clone` impl must not call the
+//!   cache.
+//!
+//! # Features
+#![doc = document_features::document_features!()]
+//!
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]

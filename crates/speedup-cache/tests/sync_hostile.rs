@@ -69,6 +69,40 @@ fn par_iter_fan_out_from_sixteen_threads() {
     eprintln!("{rounds} rounds: {total_runs} bodies run, {total_reruns} reruns");
 }
 
+/// The same fan-out asked for from one thread (then from a pool of the user's, by 16
+/// tasks): the documented way to use rayon inside the function.
+#[test]
+fn par_iter_fan_out_from_one_call() {
+    let rounds = rounds(10);
+    let mut total_reruns = 0;
+    for round in 0..rounds {
+        total_reruns += common::within(60, move || {
+            let f = Cache::new(|h: &Cache<u64, u64>, n: u64| {
+                if n < 2 {
+                    return 1;
+                }
+                [n - 1, n - 2, n / 2, n / 3]
+                    .par_iter()
+                    .map(|&d| h.get(d))
+                    .reduce(|| 0, |a, b| (a + b) % 1_000_003)
+            });
+            let single = Cache::new(|h: &Cache<u64, u64>, n: u64| {
+                if n < 2 {
+                    return 1;
+                }
+                [n - 1, n - 2, n / 2, n / 3].iter().map(|&d| h.get(d)).fold(0, |a, b| (a + b) % 1_000_003)
+            });
+            assert_eq!(f.get(400), single.get(400), "round {round}");
+            let got: Vec<u64> = (0..16u64).into_par_iter().map(|t| f.get(300 + t * 13 % 97)).collect();
+            for (t, v) in got.iter().enumerate() {
+                assert_eq!(*v, single.get(300 + t as u64 * 13 % 97), "round {round}, task {t}");
+            }
+            f.reruns()
+        });
+    }
+    eprintln!("{rounds} rounds: {total_reruns} reruns");
+}
+
 /// `par_iter` whose jobs `join`, whose halves `join` again, each asking the cache.
 /// Known to fail like the test above (issue #12, open).
 #[test]
