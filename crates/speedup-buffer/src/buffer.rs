@@ -9,6 +9,7 @@ use crate::gate::{FINISHED, Gate, PANICKED};
 use crate::halt::{Halt, NonDecreasing};
 use crate::store::Store;
 use crate::sync::{Arc, thread};
+use crate::window::{Spill, WindowBuffer};
 
 /// Default read-ahead: the original's `buffersize`.
 pub const DEFAULT_LOOKAHEAD: usize = 16;
@@ -104,6 +105,74 @@ impl<T, H> BufferBuilder<T, H> {
     /// The halting condition [`Buffer::contains`] uses (default [`NonDecreasing`]).
     pub fn halt<H2: Halt<T>>(self, halt: H2) -> BufferBuilder<T, H2> {
         BufferBuilder { lookahead: self.lookahead, halt, _items: PhantomData }
+    }
+
+    /// Bounded memory: keep only the last `items` items (at least `lookahead + 1`), in a
+    /// [`WindowBuffer`]. Older ones are dropped, or moved to a [`Spill`] store with
+    /// [`WindowBuilder::spill`].
+    ///
+    /// ```
+    /// use speedup_buffer::Buffer;
+    ///
+    /// let recent = Buffer::builder().lookahead(4).window(8).build(0u64..);
+    /// assert_eq!(recent.get(100), Ok(Some(100)));
+    /// assert!(recent.get(0).is_err()); // left the window
+    /// ```
+    pub fn window(self, items: usize) -> WindowBuilder<T> {
+        WindowBuilder { lookahead: self.lookahead, window: items, spill: None }
+    }
+}
+
+/// Options for a [`WindowBuffer`], from [`BufferBuilder::window`].
+pub struct WindowBuilder<T> {
+    lookahead: usize,
+    window: usize,
+    spill: Option<Box<dyn Spill<T>>>,
+}
+
+impl<T> fmt::Debug for WindowBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WindowBuilder")
+            .field("lookahead", &self.lookahead)
+            .field("window", &self.window)
+            .field("spill", &self.spill.is_some())
+            .finish()
+    }
+}
+
+impl<T: Clone + Send + 'static> WindowBuilder<T> {
+    /// How many items the producer may run ahead of the furthest item asked for.
+    pub fn lookahead(mut self, items: usize) -> Self {
+        self.lookahead = items.max(1);
+        self
+    }
+
+    /// Moves items that leave the window to `spill` (a `speedup_paged::DiskList` under
+    /// feature `spill`), from which `get` reads them back.
+    pub fn spill(mut self, spill: impl Spill<T> + 'static) -> Self {
+        self.spill = Some(Box::new(spill));
+        self
+    }
+
+    /// Starts the producer thread over `iter`.
+    pub fn build<I>(self, iter: I) -> WindowBuffer<T>
+    where
+        I: IntoIterator<Item = T>,
+        I::IntoIter: Send + 'static,
+    {
+        WindowBuffer::start(iter.into_iter(), self.lookahead, self.window, self.spill)
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<T: Send + Sync + 'static, H> BufferBuilder<T, H> {
+    /// Runs `stream` ahead on a tokio task instead of a thread: an [`AsyncBuffer`](crate::AsyncBuffer)
+    /// (feature `tokio`). Must be called within a tokio runtime.
+    pub fn build_async<S>(self, stream: S) -> crate::AsyncBuffer<T>
+    where
+        S: futures::Stream<Item = T> + Send + 'static,
+    {
+        crate::AsyncBuffer::start(stream, self.lookahead)
     }
 }
 
@@ -474,6 +543,25 @@ impl<T: Send + Sync + 'static> Buffer<T> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
             .unwrap_or_default()
+    }
+}
+
+impl<'a, T: Send + Sync + 'static> IntoIterator for &'a Buffer<T> {
+    type Item = &'a T;
+    type IntoIter = Iter<'a, T>;
+
+    /// [`Buffer::iter`]: `for item in &buffer`.
+    ///
+    /// ```
+    /// let squares = speedup_buffer::Buffer::new((1u64..=4).map(|n| n * n));
+    /// let mut sum = 0;
+    /// for square in &squares {
+    ///     sum += square;
+    /// }
+    /// assert_eq!(sum, 30);
+    /// ```
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
     }
 }
 

@@ -25,6 +25,51 @@
 //! assert!(!signs.contains(&10)); // stops at 11, whose magnitude passes 10
 //! ```
 //!
+//! Your own item types work too. `contains` needs an order to know when to stop: derive
+//! `PartialOrd` (fields compare in declaration order), or give a halting condition of
+//! your own:
+//!
+//! ```
+//! use speedup_buffer::Buffer;
+//!
+//! #[derive(Debug, Clone, PartialEq, PartialOrd)]
+//! struct Event { at: u64, name: String }
+//!
+//! let events = Buffer::new((0..).map(|i| Event { at: i * 10, name: format!("tick {i}") }));
+//! assert_eq!(events.get(3).map(|e| e.name.as_str()), Some("tick 3"));
+//! assert!(events.contains(&Event { at: 30, name: "tick 3".into() }));
+//!
+//! // Searched by a closure: give up after 100 items.
+//! let by_name = Buffer::builder()
+//!     .halt(|_: &Event, _: &Event, seen: usize| seen >= 100)
+//!     .build((0..).map(|i| Event { at: 0, name: format!("e{}", i % 7) }));
+//! assert!(by_name.contains(&Event { at: 0, name: "e6".into() }));
+//! ```
+//!
+//! Bounded memory, with the items that leave the window kept on disk (feature `spill`;
+//! items are stored with rkyv, so mark your own structs `#[speedup_paged::storable]`):
+//!
+//! ```
+//! # #[cfg(feature = "spill")] {
+//! use speedup_buffer::Buffer;
+//! use speedup_paged::{DiskList, Options};
+//!
+//! #[speedup_paged::storable]
+//! #[derive(Debug, Clone, PartialEq)]
+//! struct Reading { sensor: u32, value: f64 }
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let disk: DiskList<Reading> = DiskList::open_with("old", &Options::new().location(dir.path())).unwrap();
+//! let readings = Buffer::builder()
+//!     .lookahead(8)
+//!     .window(64) // at most 64 readings in memory
+//!     .spill(disk)
+//!     .build((0..).map(|i| Reading { sensor: i % 4, value: f64::from(i) / 2.0 }));
+//! assert_eq!(readings.get(1_000).unwrap().unwrap().value, 500.0);
+//! assert_eq!(readings.get(3).unwrap(), Some(Reading { sensor: 3, value: 1.5 })); // from disk
+//! # }
+//! ```
+//!
 //! # Guarantees
 //!
 //! - **Bounded run-ahead.** The producer stays `lookahead` items past the furthest index
@@ -41,16 +86,22 @@
 //!   is detached after [`DROP_GRACE`] (50 ms), finishes that call on its own and exits.
 //! - **Searching terminates, and never guesses.** [`Buffer::contains`] stops when the
 //!   [`halt`] condition says so, and at the end of a finite sequence. The built-in
-//!   conditions check the order they assume while scanning: a sequence that breaks it is
-//!   [`Error::Unsorted`] from [`Buffer::try_contains`], not a wrong answer.
+//!   conditions check the order they assume while scanning: a sequence that breaks it
+//!   where the search looks is [`Error::Unsorted`] from [`Buffer::try_contains`], not a
+//!   wrong answer, and the answer is the same however much is cached.
 //! - **Any index.** Index arithmetic saturates: `get(usize::MAX)` on a finite sequence is
 //!   `None`, and `lookahead(usize::MAX)` is accepted.
 //!
-//! Bounded memory: [`WindowBuffer`] keeps only the last N items, and with a [`Spill`] store
-//! (a `speedup_paged::DiskList` under feature `spill`) older items move to disk and stay
-//! readable. Async: `AsyncBuffer` (feature `tokio`) runs a `futures::Stream` ahead on a
-//! tokio task, with `get` as an async fn and the buffer readable as a `Stream`.
-
+//! One builder for every kind: [`Buffer::builder`]`.lookahead(n)`, then `.build(iter)`
+//! (a [`Buffer`]), `.window(n)` and optionally `.spill(store)` then `.build(iter)` (a
+//! [`WindowBuffer`], which keeps only the last `n` items in memory; with a [`Spill`] store,
+//! a `speedup_paged::DiskList` under feature `spill`, older items move to disk and stay
+//! readable), or `.build_async(stream)` (an `AsyncBuffer`, feature `tokio`: a
+//! `futures::Stream` run ahead on a tokio task, with `get` as an async fn and the buffer
+//! readable as a `Stream`).
+//!
+//! # Features
+#![doc = document_features::document_features!()]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -64,7 +115,7 @@ mod stream;
 mod sync;
 mod window;
 
-pub use buffer::{Buffer, BufferBuilder, DEFAULT_LOOKAHEAD, DROP_GRACE, Iter, Prefix};
+pub use buffer::{Buffer, BufferBuilder, DEFAULT_LOOKAHEAD, DROP_GRACE, Iter, Prefix, WindowBuilder};
 pub use error::Error;
 #[cfg(feature = "tokio")]
 pub use stream::AsyncBuffer;

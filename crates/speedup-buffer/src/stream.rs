@@ -30,9 +30,11 @@ struct Shared<T> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use futures::StreamExt;
-/// use speedup_buffer::AsyncBuffer;
+/// use speedup_buffer::{AsyncBuffer, Buffer};
 ///
-/// let squares = AsyncBuffer::new(futures::stream::iter(0u64..).map(|i| i * i), 4);
+/// let squares = Buffer::builder().lookahead(4).build_async(futures::stream::iter(0u64..).map(|i| i * i));
+/// assert_eq!(squares.get(10).await, Some(&100));
+/// let cubes = AsyncBuffer::new(futures::stream::iter(0u64..).map(|i| i * i * i)); // lookahead 16
 /// assert_eq!(squares.get(10).await, Some(&100));
 /// let first: Vec<u64> = squares.stream().take(4).map(|v| *v).collect().await;
 /// assert_eq!(first, [0, 1, 4, 9]);
@@ -53,9 +55,17 @@ impl<T> fmt::Debug for AsyncBuffer<T> {
 }
 
 impl<T: Send + Sync + 'static> AsyncBuffer<T> {
-    /// Spawns a tokio task that pulls `stream` up to `lookahead` items past the furthest
-    /// item asked for. Must be called within a tokio runtime.
-    pub fn new<S>(stream: S, lookahead: usize) -> Self
+    /// Spawns a tokio task that pulls `stream` up to [`DEFAULT_LOOKAHEAD`](crate::DEFAULT_LOOKAHEAD)
+    /// items past the furthest item asked for (other lookaheads: `Buffer::builder()
+    /// .lookahead(n).build_async(stream)`). Must be called within a tokio runtime.
+    pub fn new<S>(stream: S) -> Self
+    where
+        S: Stream<Item = T> + Send + 'static,
+    {
+        Self::start(stream, crate::DEFAULT_LOOKAHEAD)
+    }
+
+    pub(crate) fn start<S>(stream: S, lookahead: usize) -> Self
     where
         S: Stream<Item = T> + Send + 'static,
     {

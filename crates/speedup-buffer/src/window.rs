@@ -72,9 +72,9 @@ impl<T> Shared<T> {
 /// item asked for, and only the last `window` items stay in memory. `get` returns clones.
 ///
 /// ```
-/// use speedup_buffer::{Error, WindowBuffer};
+/// use speedup_buffer::{Buffer, Error};
 ///
-/// let b = WindowBuffer::new(0u64.., 4, 8); // lookahead 4, keep 8 items
+/// let b = Buffer::builder().lookahead(4).window(8).build(0u64..); // lookahead 4, keep 8 items
 /// assert_eq!(b.get(100), Ok(Some(100)));
 /// assert!(matches!(b.get(3), Err(Error::Evicted { index: 3, .. })));
 /// ```
@@ -91,26 +91,9 @@ impl<T> fmt::Debug for WindowBuffer<T> {
 }
 
 impl<T: Clone + Send + 'static> WindowBuffer<T> {
-    /// Keeps the last `window` items (at least `lookahead + 1`) and drops older ones.
-    pub fn new<I>(iter: I, lookahead: usize, window: usize) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        I::IntoIter: Send + 'static,
-    {
-        Self::start(iter.into_iter(), lookahead, window, None)
-    }
-
-    /// Keeps the last `window` items in memory and moves older ones to `spill`, from which
-    /// `get` reads them back.
-    pub fn with_spill<I>(iter: I, lookahead: usize, window: usize, spill: impl Spill<T> + 'static) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        I::IntoIter: Send + 'static,
-    {
-        Self::start(iter.into_iter(), lookahead, window, Some(Box::new(spill)))
-    }
-
-    fn start<I>(iter: I, lookahead: usize, window: usize, spill: Option<Box<dyn Spill<T>>>) -> Self
+    /// Keeps the last `window` items (at least `lookahead + 1`) in memory; older ones are
+    /// dropped, or moved to `spill`. Built through [`BufferBuilder::window`](crate::BufferBuilder::window).
+    pub(crate) fn start<I>(iter: I, lookahead: usize, window: usize, spill: Option<Box<dyn Spill<T>>>) -> Self
     where
         I: Iterator<Item = T> + Send + 'static,
     {

@@ -1,24 +1,27 @@
 //! Bounded memory: a window of the last N items, and spilling older ones to disk.
 
-use speedup_buffer::{Error, Spill, WindowBuffer};
+use speedup_buffer::{Buffer, Error, Spill};
 
 #[test]
 fn a_window_keeps_the_last_items_and_says_which_were_dropped() {
-    let b = WindowBuffer::new(0u32.., 4, 10);
+    let b = Buffer::builder().lookahead(4).window(10).build(0u32..);
     assert_eq!(b.get(50), Ok(Some(50)));
     assert_eq!(b.get(45), Ok(Some(45)), "still in the window");
     match b.get(10) {
         Err(Error::Evicted { index: 10, oldest }) => assert!(oldest > 10 && oldest <= 45),
         other => panic!("{other:?}"),
     }
-    let finite = WindowBuffer::new(vec![1, 2, 3], 2, 4);
+    let finite = Buffer::builder().lookahead(2).window(4).build(vec![1, 2, 3]);
     assert_eq!(finite.get(2), Ok(Some(3)));
     assert_eq!(finite.get(3), Ok(None));
 }
 
 #[test]
 fn a_window_reports_producer_panics() {
-    let b = WindowBuffer::new((0u32..).map(|i| if i == 5 { panic!("bad item {i}") } else { i }), 2, 8);
+    let b = Buffer::builder()
+        .lookahead(2)
+        .window(8)
+        .build((0u32..).map(|i| if i == 5 { panic!("bad item {i}") } else { i }));
     assert_eq!(b.get(4), Ok(Some(4)));
     assert!(matches!(b.get(5), Err(Error::ProducerPanicked { message, .. }) if message == "bad item 5"));
 }
@@ -44,7 +47,8 @@ impl Spill<u32> for Flaky {
 
 #[test]
 fn a_failing_spill_store_is_reported_not_passed_off_as_the_end() {
-    let b = WindowBuffer::with_spill(0u32.., 2, 4, Flaky { items: Vec::new(), limit: 10 });
+    let b =
+        Buffer::builder().lookahead(2).window(4).spill(Flaky { items: Vec::new(), limit: 10 }).build(0u32..);
     assert_eq!(b.get(40), Ok(Some(40)));
     assert_eq!(b.get(3), Ok(Some(3)), "spilled, read back");
     assert!(
@@ -58,7 +62,7 @@ fn old_items_spill_to_a_disk_list_and_stay_readable() {
     use speedup_paged::{DiskList, Options};
     let dir = tempfile::tempdir().unwrap();
     let list: DiskList<u64> = DiskList::open_with("spill", &Options::new().location(dir.path())).unwrap();
-    let b = WindowBuffer::with_spill((0u64..).map(|i| i * 7), 8, 32, list);
+    let b = Buffer::builder().lookahead(8).window(32).spill(list).build((0u64..).map(|i| i * 7));
     assert_eq!(b.get(10_000), Ok(Some(70_000)));
     for i in [0usize, 1, 500, 9_000] {
         assert_eq!(b.get(i), Ok(Some(i as u64 * 7)), "item {i} from disk");

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use speedup_buffer::{Buffer, WindowBuffer};
+use speedup_buffer::Buffer;
 
 mod common;
 
@@ -116,7 +116,7 @@ fn every_item_reaches_a_waiting_reader_at_once() {
 fn dropping_a_window_buffer_does_not_wait_for_a_blocked_producer() {
     common::within(30, || {
         let (tx, items, dropped) = channel();
-        let b = WindowBuffer::new(items, 4, 8);
+        let b = Buffer::builder().lookahead(4).window(8).build(items);
         tx.send(1).unwrap();
         assert_eq!(b.get(0), Ok(Some(1)));
         let start = Instant::now();

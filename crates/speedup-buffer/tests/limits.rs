@@ -1,6 +1,6 @@
 //! Indices and lookaheads at the limits of `usize`: no overflow, no hang, no panic.
 
-use speedup_buffer::{Buffer, WindowBuffer};
+use speedup_buffer::Buffer;
 
 mod common;
 
@@ -30,9 +30,9 @@ fn the_largest_lookahead_is_accepted() {
 #[test]
 fn a_window_buffer_at_the_limits() {
     common::within(30, || {
-        let b = WindowBuffer::new(0u64..100, 4, 8);
+        let b = Buffer::builder().lookahead(4).window(8).build(0u64..100);
         assert_eq!(b.get(usize::MAX), Ok(None));
-        let wide = WindowBuffer::new(0u64..100, usize::MAX, usize::MAX);
+        let wide = Buffer::builder().lookahead(usize::MAX).window(usize::MAX).build(0u64..100);
         assert_eq!(wide.get(usize::MAX), Ok(None));
         assert_eq!(wide.get(0), Ok(Some(0)), "a window of usize::MAX keeps everything");
     });
@@ -42,12 +42,11 @@ fn a_window_buffer_at_the_limits() {
 #[test]
 fn an_async_buffer_at_the_limits() {
     use futures::StreamExt;
-    use speedup_buffer::AsyncBuffer;
 
     common::within(30, || {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
-            let b = AsyncBuffer::new(futures::stream::iter(0u64..100), usize::MAX);
+            let b = Buffer::builder().lookahead(usize::MAX).build_async(futures::stream::iter(0u64..100));
             assert_eq!(b.get(usize::MAX).await, None);
             assert_eq!(b.get(1 << 63).await, None);
             assert_eq!(b.stream().count().await, 100);

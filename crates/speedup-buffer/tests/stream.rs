@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use speedup_buffer::{AsyncBuffer, Error};
+use speedup_buffer::{AsyncBuffer, Buffer, Error};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_waits_and_streams_replay_from_the_start() {
-    let b = AsyncBuffer::new(futures::stream::iter(0u64..).then(|i| async move { i * 2 }), 8);
+    let b = Buffer::builder()
+        .lookahead(8)
+        .build_async(futures::stream::iter(0u64..).then(|i| async move { i * 2 }));
     assert_eq!(b.get(100).await, Some(&200));
     let a: Vec<u64> = b.stream().take(5).map(|v| *v).collect().await;
     let c: Vec<u64> = b.stream().take(5).map(|v| *v).collect().await;
@@ -20,7 +22,7 @@ async fn get_waits_and_streams_replay_from_the_start() {
 
 #[tokio::test]
 async fn the_end_of_a_finite_stream_is_explicit() {
-    let b = AsyncBuffer::new(futures::stream::iter(vec![1, 2, 3]), 2);
+    let b = Buffer::builder().lookahead(2).build_async(futures::stream::iter(vec![1, 2, 3]));
     assert_eq!(b.get(2).await, Some(&3));
     assert_eq!(b.get(3).await, None);
     assert_eq!(b.stream().count().await, 3);
@@ -30,12 +32,9 @@ async fn the_end_of_a_finite_stream_is_explicit() {
 async fn the_producer_runs_only_lookahead_items_ahead() {
     let pulled = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&pulled);
-    let b = AsyncBuffer::new(
-        futures::stream::iter(0u32..).inspect(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }),
-        4,
-    );
+    let b = Buffer::builder().lookahead(4).build_async(futures::stream::iter(0u32..).inspect(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
     assert_eq!(b.get(9).await, Some(&9));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(pulled.load(Ordering::SeqCst), 14, "10 asked for + 4 ahead");
@@ -43,13 +42,18 @@ async fn the_producer_runs_only_lookahead_items_ahead() {
 
 #[tokio::test]
 async fn a_producer_panic_reaches_readers() {
-    let b = AsyncBuffer::new(
+    let b = Buffer::builder().lookahead(2).build_async(
         futures::stream::iter(0u32..).map(|i| if i == 3 { panic!("stream broke at {i}") } else { i }),
-        2,
     );
     assert_eq!(b.get(2).await, Some(&2));
     match b.try_get(3).await {
         Err(Error::ProducerPanicked { message, .. }) => assert_eq!(message, "stream broke at 3"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn new_uses_the_default_lookahead() {
+    let b = AsyncBuffer::new(futures::stream::iter(0u64..));
+    assert_eq!(b.get(3).await, Some(&3));
 }

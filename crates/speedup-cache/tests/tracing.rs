@@ -1,6 +1,6 @@
 //! Computations, tier calls and evictions show in `tracing` at debug level.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use speedup_cache::Cache;
 
@@ -60,7 +60,8 @@ fn backing_calls_are_traced() {
     tracing::subscriber::with_default(recorder, || {
         let options = speedup_paged::Options::new().location(dir.path());
         let dict = speedup_paged::DiskDict::<u64, u64>::open_with("memo", &options).unwrap();
-        let square = Cache::builder().backing(RwLock::new(dict)).build(|_: &Cache<u64, u64>, n: u64| n * n);
+        let square =
+            Cache::builder().backing(std::sync::RwLock::new(dict)).build(|_: &Cache<u64, u64>, n: u64| n * n);
         assert_eq!(square.get(7), 49);
     });
     let seen = seen.lock().unwrap();
