@@ -96,7 +96,7 @@ struct FrameGuard;
 
 impl FrameGuard {
     fn push(id: usize, handle: &Inner) -> FrameGuard {
-        FRAMES.with(|f| f.borrow_mut().push((id, handle.clone())));
+        FRAMES.with(|f| f.borrow_mut().push((id, handle.attached_clone())));
         FrameGuard
     }
 }
@@ -178,7 +178,7 @@ impl Cache {
     /// or the cache itself.
     fn handle(&self) -> Inner {
         FRAMES
-            .with(|f| f.borrow().iter().rev().find(|(id, _)| *id == self.id).map(|(_, h)| h.clone()))
+            .with(|f| f.borrow().iter().rev().find(|(id, _)| *id == self.id).map(|(_, h)| h.attached_clone()))
             .unwrap_or_else(|| self.inner.clone())
     }
 

@@ -72,6 +72,67 @@ fn bench_handoff(c: &Config) {
     report("buffer", label, "std sync_channel(16)", r, "items/s", c.runs, true);
 }
 
+/// Runs `f` while `threads` CPU-bound threads spin beside it (oversubscribed cores).
+fn beside_spinners<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..threads)
+        .map(|t| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = t as u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = work(x, 1000);
+                }
+                black_box(x);
+            })
+        })
+        .collect();
+    let out = f();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
+    }
+    out
+}
+
+/// The hand-off again, with as many CPU-bound threads beside it as there are cores: the
+/// producer and the consumer are descheduled at any time (a container's neighbours, a
+/// build beside the service).
+fn bench_handoff_oversubscribed(c: &Config) {
+    let n = c.size(10_000_000) as u64;
+    let spinners = std::thread::available_parallelism().map_or(2, |p| p.get());
+    let label = format!("hand-off, {spinners} CPU-bound threads beside it");
+    let r = rate(c.runs, || {
+        beside_spinners(spinners, || {
+            let start = Instant::now();
+            let b = Buffer::new(0u64..);
+            let sum: u64 = b.iter().take(n as usize).copied().fold(0, u64::wrapping_add);
+            black_box(sum);
+            (n, start.elapsed())
+        })
+    });
+    report("buffer", &label, "speedup-buffer", r, "items/s", c.runs, true);
+    let r = rate(c.runs, || {
+        beside_spinners(spinners, || {
+            let start = Instant::now();
+            let (tx, rx) = crossbeam_channel::bounded(16);
+            let producer = std::thread::spawn(move || {
+                for i in 0u64.. {
+                    if tx.send(i).is_err() {
+                        break;
+                    }
+                }
+            });
+            let sum: u64 = rx.iter().take(n as usize).fold(0, u64::wrapping_add);
+            drop(rx);
+            producer.join().unwrap();
+            black_box(sum);
+            (n, start.elapsed())
+        })
+    });
+    report("buffer", &label, "crossbeam-channel bounded(16)", r, "items/s", c.runs, true);
+}
+
 fn bench_overlap(c: &Config) {
     let per_micro = rounds_per_micro();
     let n = c.size(200_000) as u64;

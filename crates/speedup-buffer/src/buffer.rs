@@ -400,7 +400,11 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     /// endless scan. The answer is the same however much is cached: the search examines
     /// the items a scan from the first would, up to the first item past the target and
     /// one more; a break further on is not seen (`[10, 10, 1]` answers `Ok(false)` for 1).
-    /// A target that is not equal to itself (NaN) is never found.
+    /// A target that is not equal to itself (NaN) is never found. The built-in conditions
+    /// need `PartialEq` and `PartialOrd` to agree, as std asks (`a == b` exactly when
+    /// `a.partial_cmp(&b)` is `Some(Equal)`); a type ordered by one field but equal on all
+    /// of them breaks that, and the bisection of the cached prefix may then miss an item
+    /// a scan finds (use a closure as the halting condition for such types).
     ///
     /// ```
     /// use speedup_buffer::{Buffer, Error};

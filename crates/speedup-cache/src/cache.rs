@@ -79,14 +79,24 @@ type Func<K, V, E> = dyn Fn(&Cache<K, V, E>, K) -> Result<V, Error<E>> + Send + 
 ///
 /// # Which calls a computation waits for
 ///
-/// Cycle detection needs to know which computation a call belongs to. A call belongs to
-/// the computation running on its own thread's stack, whichever handle it goes through
-/// (the function's argument or a global), and to the computation whose handle a rayon job
-/// (`join`, `scope`, `par_iter`) uses. A handle moved to a thread of its own
-/// (`std::thread::spawn`) acts for nobody: the computation need not wait for that thread,
-/// so a key asked there may need the computation's own key. The flip side: a cycle closed
-/// through a plain thread that the function itself joins is not seen, and waits like any
-/// thread that joins a thread waiting for it.
+/// Cycle detection needs to know which computation a call belongs to:
+///
+/// - The function's argument, and anything that borrows it (`rayon::join`, `scope` and
+///   `par_iter` closures, `std::thread::scope` threads), acts for the function's
+///   computation, wherever the call runs: the computation waits for that work.
+/// - A clone of a handle acts for no computation of its own. Clones are what work the
+///   function does not wait for needs (`std::thread::spawn`, `rayon::spawn`, a handle
+///   kept in a global or sent away): a key asked there may need the function's own key,
+///   and that is no cycle. On a plain thread, such a handle acts for the computation
+///   running on that thread, so a function that reaches the cache through a global still
+///   gets its cycles reported.
+/// - `V::clone` runs under a shard's read lock on the hit path: a `Clone` impl must not
+///   call the cache. A panic in it (or in a key's `Clone`, `Hash` or `Debug`) fails that
+///   call only; the key is not left in flight.
+///
+/// The flip side: a cycle closed through a thread that the function spawns with a clone
+/// and then joins is not seen, and waits like any thread joining a thread that waits for
+/// it.
 pub struct Cache<K, V, E = Infallible> {
     inner: Arc<Inner<K, V, E>>,
     /// The computation this handle acts for: the one whose function received it (`None`
@@ -164,8 +174,13 @@ impl<K: Eq, V, E> Shard<K, V, E> {
 }
 
 impl<K, V, E> Clone for Cache<K, V, E> {
+    /// A handle to the same cache that acts for no computation (see "Which calls a
+    /// computation waits for" on [`Cache`]): work that needs an owned handle
+    /// (`std::thread::spawn`, `rayon::spawn`, a global) is work the function does not wait
+    /// for. Structured parallelism (`rayon::join`, `scope`, `par_iter`,
+    /// `std::thread::scope`) borrows the function's handle instead, and acts for it.
     fn clone(&self) -> Self {
-        Cache { inner: Arc::clone(&self.inner), frame: self.frame.clone() }
+        Cache { inner: Arc::clone(&self.inner), frame: None }
     }
 }
 
@@ -453,25 +468,32 @@ where
         self.inner.shared.as_ref().map(|s| s.key_name(key))
     }
 
+    /// A clone that acts for the same computation as this handle (a plain `clone` acts
+    /// for none; see "Which calls a computation waits for" on [`Cache`]). For structured
+    /// work that needs an owned handle, such as a language binding that keeps the handle of
+    /// each running computation: the computation must wait for every call made through it,
+    /// or a key asked there that needs the computation's own key is reported as a cycle.
+    pub fn attached_clone(&self) -> Self {
+        Cache { inner: Arc::clone(&self.inner), frame: self.frame.clone() }
+    }
+
     /// The computation this call acts for, if any (and still running).
     ///
-    /// On a rayon worker, the one whose function received the handle: rayon's `join`,
-    /// `scope` and `par_iter` jobs run wherever rayon puts them, and their computation
-    /// waits for them. On any other thread, a computation waits only for calls made on its
-    /// own stack: the handle's computation if it runs on this thread, else this thread's
-    /// innermost computation. So a handle the function reaches as a global (not through
-    /// its argument) acts for that function, and a handle moved to a thread of its own
-    /// acts for nobody (its computation need not wait for that thread: a key asked there
-    /// may need the computation's own key, and that is no cycle).
+    /// The handle's own computation, when it has one: the function's argument, borrowed
+    /// into rayon jobs (`join`, `scope`, `par_iter`) or scoped threads, which the
+    /// computation waits for. A handle without one (a clone, a global) acts, on a plain
+    /// thread, for the innermost computation of that thread: the function running there
+    /// uses the cache through it, and a thread of its own acts for nobody. On a rayon
+    /// worker it acts for nobody: the call may come from a job stolen on top of that
+    /// computation, not from it (so a cycle closed only through such calls is not seen).
     fn caller(&self) -> Option<StdArc<Node<K>>> {
-        let frame = self.frame.as_ref().filter(|n| !n.is_done());
+        if let Some(frame) = &self.frame {
+            return (!frame.is_done()).then(|| StdArc::clone(frame));
+        }
         if on_rayon_worker() {
-            return frame.cloned();
+            return None;
         }
-        match frame {
-            Some(frame) if waits::on_this_thread(self.inner.id, frame) => Some(StdArc::clone(frame)),
-            _ => waits::top::<K>(self.inner.id).filter(|n| !n.is_done()),
-        }
+        waits::top::<K>(self.inner.id).filter(|n| !n.is_done())
     }
 
     /// Notes a handle used away from its computation's frame (a rayon job, a thread).
@@ -711,7 +733,19 @@ where
         flight: &Arc<Flight<K, V, E>>,
         caller: Option<&StdArc<Node<K>>>,
     ) -> Result<V, Failure<E>> {
-        let outcome = self.run_inner(key, flight, caller);
+        // The function's panics are caught in `compute`; this catches the others on the
+        // way (a `Clone`, `Hash` or `Drop` of the key or value), which must not leave the
+        // flight running for ever.
+        let outcome = match catch_unwind(AssertUnwindSafe(|| self.run_inner(key, flight, caller))) {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                let key = &flight.node.key;
+                self.retract(key, flight);
+                let error = Error::Panicked { key: describe(key), message: panic_message(&*payload) };
+                flight.finish(Err(error.clone()));
+                Err(Failure { error, payload: Some(payload) })
+            }
+        };
         Waits::finished(&flight.node);
         outcome
     }

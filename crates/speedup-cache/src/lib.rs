@@ -154,6 +154,11 @@
 //!   rayon's own maintainers reach the same limit for blocking inside jobs. Fan out from
 //!   one top-level call (or use `batch_async`, which queues on the pool without blocking).
 //! - **Cycles through plain threads the function joins** are not seen (see [`Cache`]).
+//! - **Cycles through a global handle on rayon workers.** A function that reaches the
+//!   cache through a clone kept in a global (not its argument) and runs on rayon workers
+//!   (asked from a `par_iter`, or on the cache's pool) gets its cycles reported only on
+//!   plain threads; on a worker such a cycle computes its keys again and again. Use the
+//!   argument handle inside the function.
 //! - **`V::clone` runs under the shard's read lock**: a `Clone` impl must not call the
 //!   cache.
 //!

@@ -192,3 +192,101 @@ fn a_cycle_through_a_global_handle_is_reported() {
     assert!(matches!(common::within(30, || global().try_get(6)), Err(Error::Cycle { .. })));
     assert_eq!(global().try_get(7), Ok(7));
 }
+
+/// A clone of the function's argument kept in a global acts, on a plain thread, for the
+/// computation running there (here 20, computed inside 10), not for the one that cloned it:
+/// the cycle 20 -> 30 -> 20 is reported once, and every body runs once.
+#[test]
+fn a_cloned_handle_in_a_global_acts_for_the_computation_running() {
+    common::within(30, || {
+        let kept: Arc<OnceLock<Cache<u64, u64, ()>>> = Arc::new(OnceLock::new());
+        let runs: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
+        let (global, counted) = (Arc::clone(&kept), Arc::clone(&runs));
+        let cache = Cache::try_new(move |c: &Cache<u64, u64, ()>, n: u64| {
+            let sleep = |ms| std::thread::sleep(std::time::Duration::from_millis(ms));
+            match n {
+                10 => {
+                    counted[0].fetch_add(1, Ordering::Relaxed);
+                    let _ = global.set(c.clone());
+                    Ok(c.try_get(20)? + 1)
+                }
+                20 => {
+                    counted[1].fetch_add(1, Ordering::Relaxed);
+                    sleep(100);
+                    Ok(global.get().unwrap().try_get(30).map_or(0, |v| v + 1))
+                }
+                30 => {
+                    counted[2].fetch_add(1, Ordering::Relaxed);
+                    sleep(50);
+                    Ok(c.try_get(20).map_or(0, |v| v + 1))
+                }
+                _ => Ok(0),
+            }
+        });
+        let other = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.try_get(30))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let ten = cache.try_get(10);
+        let thirty = other.join().unwrap();
+        assert_eq!((ten, thirty), (Ok(1), Ok(1)));
+        let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::Relaxed)).collect();
+        assert_eq!(runs, [1, 1, 1], "each body once");
+    });
+}
+
+/// Work the function does not wait for, through a clone: a plain thread that uses rayon,
+/// and `rayon::spawn`. A key asked there may need the function's own key.
+#[test]
+fn detached_work_through_a_clone_is_never_a_cycle() {
+    for detach in ["thread + join", "rayon::spawn"] {
+        common::within(30, move || {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let tx = std::sync::Mutex::new(tx);
+            let cache = Cache::try_new(move |c: &Cache<u64, u64, ()>, n: u64| {
+                if n == 1 {
+                    let h = c.clone();
+                    let tx = tx.lock().unwrap().clone();
+                    let job = move || tx.send(h.try_get(2)).unwrap();
+                    if detach == "rayon::spawn" {
+                        rayon::spawn(job);
+                    } else {
+                        std::thread::spawn(move || rayon::join(job, || ()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(30));
+                    return Ok(100);
+                }
+                Ok(c.try_get(1)? + 1)
+            });
+            assert_eq!(cache.try_get(1), Ok(100));
+            assert_eq!(rx.recv().unwrap(), Ok(101), "{detach}");
+        });
+    }
+}
+
+/// A value whose `Clone` panics once: that call fails, the key is not left in flight.
+#[test]
+fn a_panicking_clone_fails_one_call_and_leaves_no_flight() {
+    static ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    #[derive(Debug, PartialEq)]
+    struct Fragile(u64);
+    impl Clone for Fragile {
+        fn clone(&self) -> Self {
+            if ARMED.swap(false, Ordering::SeqCst) {
+                panic!("clone failed once");
+            }
+            Fragile(self.0)
+        }
+    }
+    common::within(30, || {
+        let cache = Cache::new(|_: &Cache<u64, Fragile>, n: u64| Fragile(n));
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(1)));
+        assert!(first.is_err(), "the clone panicked");
+        let other = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.get(1))
+        };
+        assert_eq!(other.join().unwrap(), Fragile(1));
+    });
+}
