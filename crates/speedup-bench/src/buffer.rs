@@ -179,6 +179,7 @@ fn bench_reread(c: &Config) {
 pub(crate) fn run(c: &Config) {
     eprintln!("speedup-buffer ({} runs each)", c.runs);
     bench_handoff(c);
+    bench_handoff_oversubscribed(c);
     bench_overlap(c);
     bench_reread(c);
 }
