@@ -958,3 +958,40 @@ fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
 fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
+
+#[cfg(feature = "redis")]
+impl<K, V> CacheBuilder<K, V>
+where
+    K: speedup_paged::Storable + Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: speedup_paged::Storable + Clone + Send + Sync + 'static,
+{
+    /// Shares values with every cache using the same Redis, name, types and version
+    /// (feature `redis`): a local miss looks in Redis before computing, a computed value
+    /// is written there, and a cluster-wide lease makes each key computed once in the whole
+    /// cluster. See [`RedisConfig`](crate::RedisConfig) for the options and [`FailMode`](crate::FailMode) for outages.
+    ///
+    /// Keys and values are stored as rkyv archives; values are checked on every read, and
+    /// a value that does not check out is an [`Error::Corrupt`](crate::Error::Corrupt).
+    /// Equal keys must archive to equal bytes (true of every type without a hash map
+    /// inside).
+    ///
+    /// With a [`backing`](CacheBuilder::backing) tier too, the order is: memory, backing,
+    /// Redis, the function; a value found in the backing tier is used as it is (not copied
+    /// to Redis), a value from Redis is also stored in the backing tier.
+    ///
+    /// Starts two threads: one listens for values announced by other workers, one keeps
+    /// this cache's leases alive. Both end soon after the cache is dropped.
+    ///
+    /// ```no_run
+    /// use speedup_cache::{Cache, RedisConfig};
+    ///
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379/", "squares")?;
+    /// let squares = Cache::builder().redis(config).build(|_: &Cache<u64, u64>, n: u64| n * n);
+    /// assert_eq!(squares.get(12), 144); // computed once in the cluster, then shared
+    /// println!("{:?}", squares.redis_stats());
+    /// # Ok::<(), speedup_cache::RedisConfigError>(())
+    /// ```
+    pub fn redis(self, config: crate::RedisConfig) -> Self {
+        self.shared_tier(Box::new(crate::redis::RedisTier::<K, V>::start(config)))
+    }
+}

@@ -398,3 +398,37 @@ where
     };
     Err(Arc::from(error.to_string()))
 }
+
+#[cfg(feature = "redis")]
+impl<K, V> AsyncCache<K, V>
+where
+    K: speedup_paged::Storable + Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: speedup_paged::Storable + Clone + Send + Sync + 'static,
+{
+    /// An async cache of `f` that shares its values through Redis (features `tokio` and
+    /// `redis`), with the same protocol as [`CacheBuilder::redis`]: each key is computed
+    /// once in the cluster. Waiting for another worker happens on tokio's blocking pool;
+    /// publishing a value is one round trip on the task that computed it.
+    ///
+    /// An unavailable tier (fail closed) or a corrupt value makes `get` panic with the
+    /// message of [`Error::Unavailable`](crate::Error::Unavailable) or
+    /// [`Error::Corrupt`](crate::Error::Corrupt).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use speedup_cache::{AsyncCache, RedisConfig};
+    ///
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379/", "double").unwrap();
+    /// let double = AsyncCache::with_redis(config, |_: AsyncCache<u64, u64>, n: u64| async move { 2 * n });
+    /// assert_eq!(double.get(21).await, 42);
+    /// # }
+    /// ```
+    pub fn with_redis<F, Fut>(config: crate::RedisConfig, f: F) -> Self
+    where
+        F: Fn(crate::AsyncCache<K, V>, K) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = V> + Send + 'static,
+    {
+        Self::with_tier(f, Some(Arc::new(crate::redis::RedisTier::<K, V>::start(config))))
+    }
+}

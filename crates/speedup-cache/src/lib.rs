@@ -177,7 +177,7 @@ mod flight;
 #[cfg(feature = "tokio")]
 mod future;
 #[cfg(feature = "redis")]
-mod shared;
+mod redis;
 mod sync;
 mod tier;
 mod waits;
@@ -188,7 +188,7 @@ pub use error::Error;
 #[cfg(feature = "tokio")]
 pub use future::AsyncCache;
 #[cfg(feature = "redis")]
-pub use shared::{FailMode, RedisConfig, RedisConfigError, RedisStats};
+pub use redis::{FailMode, RedisConfig, RedisConfigError, RedisStats};
 
 /// Cores available to this process (1 under loom).
 fn cores() -> usize {
