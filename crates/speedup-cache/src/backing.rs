@@ -21,6 +21,20 @@ pub trait Backing<K, V>: Send + Sync {
     }
 }
 
+/// A shared tier: the cache and its owner both hold it (to inspect it, flush it or give it
+/// to a second cache).
+impl<K, V, B: Backing<K, V> + ?Sized> Backing<K, V> for std::sync::Arc<B> {
+    fn load(&self, key: &K) -> Option<V> {
+        (**self).load(key)
+    }
+    fn store(&self, key: &K, value: &V) {
+        (**self).store(key, value);
+    }
+    fn flush(&self) -> Result<(), String> {
+        (**self).flush()
+    }
+}
+
 #[cfg(feature = "persist")]
 mod disk {
     use std::hash::Hash;

@@ -1,7 +1,7 @@
 //! [`AsyncCache`]: the same single-flight memoization where computations are futures.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
+use crate::Backing;
 use crate::error::{Error, describe, panic_message};
 use crate::tier::{Acquired, Lease, SharedTier, TierError};
 use crate::waits::{Node, Verdict, Waits};
@@ -67,34 +68,92 @@ tokio::task_local! {
 }
 
 struct Inner<K, V> {
-    slots: Mutex<HashMap<K, Slot<K, V>, ahash::RandomState>>,
+    table: Mutex<Table<K, V>>,
     func: Box<AsyncFunc<K, V>>,
     /// Who awaits whom, for cycle detection.
     waits: Waits<K>,
+    /// At most this many ready values (`usize::MAX`: unbounded).
+    capacity: usize,
+    /// The second tier (a `DiskDict`), consulted before the shared tier.
+    backing: Option<Box<dyn Backing<K, V>>>,
     /// The tier shared with other workers (Redis), consulted before computing.
     shared: Option<Arc<dyn SharedTier<K, V>>>,
 }
 
+/// Every key's slot, and (with a capacity) the order to evict ready ones in.
+struct Table<K, V> {
+    slots: HashMap<K, Slot<K, V>, ahash::RandomState>,
+    /// The ready keys, oldest first (only with a capacity): each one exactly once, since a
+    /// ready value leaves its slot only by eviction.
+    clock: VecDeque<K>,
+    ready: usize,
+}
+
 enum Slot<K, V> {
-    Ready(V),
+    Ready { value: V, referenced: bool },
     Pending { outcome: SharedOutcome<V>, node: Arc<Node<K>> },
 }
 
 impl<K, V> Inner<K, V> {
-    fn slots(&self) -> MutexGuard<'_, HashMap<K, Slot<K, V>, ahash::RandomState>> {
-        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn table(&self) -> MutexGuard<'_, Table<K, V>> {
+        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> Table<K, V> {
+    /// Makes the key's pending slot `node` ready with `value`, evicting down to
+    /// `capacity`. Returns what left the table, for the caller to drop once the lock is
+    /// released (a value's `Drop` may use the cache).
+    fn settle(&mut self, key: K, node: &Arc<Node<K>>, value: Option<V>, capacity: usize) -> Vec<Slot<K, V>> {
+        let ours =
+            matches!(self.slots.get(&key), Some(Slot::Pending { node: n, .. }) if Arc::ptr_eq(n, node));
+        if !ours {
+            return Vec::new();
+        }
+        let Some(value) = value else { return self.slots.remove(&key).into_iter().collect() };
+        if capacity != usize::MAX {
+            self.clock.push_back(key.clone());
+        }
+        let mut gone: Vec<_> =
+            self.slots.insert(key, Slot::Ready { value, referenced: false }).into_iter().collect();
+        self.ready += 1;
+        gone.extend(self.evict(capacity));
+        gone
+    }
+
+    /// Second chance: a ready value used since it was last looked at is requeued once,
+    /// the others are evicted, oldest first, until at most `capacity` are left.
+    fn evict(&mut self, capacity: usize) -> Vec<Slot<K, V>> {
+        let mut evicted = Vec::new();
+        let mut budget = 2 * self.clock.len() + 1;
+        while self.ready > capacity && budget > 0 {
+            budget -= 1;
+            let Some(key) = self.clock.pop_front() else { break };
+            match self.slots.get_mut(&key) {
+                Some(Slot::Ready { referenced, .. }) if *referenced => {
+                    *referenced = false;
+                    self.clock.push_back(key);
+                }
+                Some(Slot::Ready { .. }) => {
+                    evicted.extend(self.slots.remove(&key));
+                    self.ready -= 1;
+                }
+                _ => {}
+            }
+        }
+        evicted
     }
 }
 
 impl<K: Hash + Eq, V> Inner<K, V> {
     /// Empties the key's slot if it still holds computation `node`.
     fn vacate(&self, key: &K, node: &Arc<Node<K>>) {
-        let mut slots = self.slots();
-        let removed = match slots.get(key) {
-            Some(Slot::Pending { node: n, .. }) if Arc::ptr_eq(n, node) => slots.remove(key),
+        let mut table = self.table();
+        let removed = match table.slots.get(key) {
+            Some(Slot::Pending { node: n, .. }) if Arc::ptr_eq(n, node) => table.slots.remove(key),
             _ => None,
         };
-        drop(slots);
+        drop(table);
         drop(removed);
     }
 }
@@ -123,22 +182,12 @@ where
         F: Fn(AsyncCache<K, V>, K) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = V> + Send + 'static,
     {
-        Self::with_tier(f, None)
+        AsyncCacheBuilder::default().build(f)
     }
 
-    pub(crate) fn with_tier<F, Fut>(f: F, shared: Option<Arc<dyn SharedTier<K, V>>>) -> Self
-    where
-        F: Fn(AsyncCache<K, V>, K) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = V> + Send + 'static,
-    {
-        AsyncCache {
-            inner: Arc::new(Inner {
-                slots: Mutex::new(HashMap::default()),
-                func: Box::new(move |cache, key| f(cache, key).boxed()),
-                waits: Waits::default(),
-                shared,
-            }),
-        }
+    /// Options: capacity, a backing tier, a Redis tier (as [`Cache::builder`](crate::Cache::builder)).
+    pub fn builder() -> AsyncCacheBuilder<K, V> {
+        AsyncCacheBuilder::default()
     }
 
     /// What the Redis tier did so far, or `None` without one (feature `redis`).
@@ -208,20 +257,46 @@ where
             .filter(|n| !n.is_done())
     }
 
-    /// Starts computing `key` in the background (if it is neither cached nor in flight) and
-    /// returns at once. Must be called from within a tokio runtime.
-    pub fn spawn(&self, key: K) {
+    /// Starts computing `key` as a task of its own (if it is neither cached nor in flight)
+    /// and returns at once; a later `get` awaits that computation. Must be called from
+    /// within a tokio runtime.
+    pub fn apply_async(&self, key: K) {
         let _ = self.lookup(&key);
+    }
+
+    /// Starts the keys that are neither cached nor in flight, but only when two or more
+    /// are missing: a single missing key is computed by the `get` that follows at no more
+    /// cost (as [`Cache::batch_async`](crate::Cache::batch_async)). Must be called from
+    /// within a tokio runtime.
+    pub fn batch_async(&self, keys: impl IntoIterator<Item = K>) {
+        let missing: Vec<K> = {
+            let table = self.inner.table();
+            keys.into_iter().filter(|k| !table.slots.contains_key(k)).collect()
+        };
+        if missing.len() >= 2 {
+            for key in missing {
+                self.apply_async(key);
+            }
+        }
+    }
+
+    /// Writes the backing tier's pending writes to disk (a no-op without one).
+    ///
+    /// # Errors
+    ///
+    /// The backing tier's message when it could not write.
+    pub fn flush(&self) -> Result<(), String> {
+        self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush())
     }
 
     /// Whether a value for `key` is cached.
     pub fn contains_key(&self, key: &K) -> bool {
-        matches!(self.inner.slots().get(key), Some(Slot::Ready(_)))
+        matches!(self.inner.table().slots.get(key), Some(Slot::Ready { .. }))
     }
 
     /// The number of cached values.
     pub fn len(&self) -> usize {
-        self.inner.slots().values().filter(|s| matches!(s, Slot::Ready(_))).count()
+        self.inner.table().ready
     }
 
     /// Whether no value is cached.
@@ -231,8 +306,11 @@ where
 
     /// The cached value, or the computation in flight (started now if there was none).
     fn lookup(&self, key: &K) -> Result<V, (SharedOutcome<V>, Arc<Node<K>>)> {
-        match self.inner.slots().get(key) {
-            Some(Slot::Ready(value)) => return Ok(value.clone()),
+        match self.inner.table().slots.get_mut(key) {
+            Some(Slot::Ready { value, referenced }) => {
+                *referenced = true;
+                return Ok(value.clone());
+            }
             Some(Slot::Pending { outcome, node }) => return Err((outcome.clone(), Arc::clone(node))),
             None => {}
         }
@@ -250,22 +328,100 @@ where
         }
         .boxed()
         .shared();
-        let mut slots = self.inner.slots();
-        let found = match slots.get(key) {
-            Some(Slot::Ready(value)) => Ok(value.clone()),
+        let mut table = self.inner.table();
+        let found = match table.slots.get(key) {
+            Some(Slot::Ready { value, .. }) => Ok(value.clone()),
             Some(Slot::Pending { outcome, node }) => Err((outcome.clone(), Arc::clone(node))),
             None => {
-                slots
+                table
+                    .slots
                     .insert(key.clone(), Slot::Pending { outcome: outcome.clone(), node: Arc::clone(&node) });
-                drop(slots);
+                drop(table);
                 // The slot is ours: let the task run. (Losing the race above drops `go`,
                 // and the task ends without doing anything.)
                 let _ = go.send(());
                 return Err((outcome, node));
             }
         };
-        drop(slots);
+        drop(table);
         found
+    }
+}
+
+/// Options for an [`AsyncCache`]: capacity, a backing tier, a Redis tier.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use speedup_cache::AsyncCache;
+///
+/// let squares = AsyncCache::builder()
+///     .capacity(1_000)
+///     .build(|_: AsyncCache<u64, u64>, n: u64| async move { n * n });
+/// assert_eq!(squares.get(12).await, 144);
+/// # }
+/// ```
+pub struct AsyncCacheBuilder<K, V> {
+    capacity: Option<usize>,
+    backing: Option<Box<dyn Backing<K, V>>>,
+    shared: Option<Arc<dyn SharedTier<K, V>>>,
+}
+
+impl<K, V> Default for AsyncCacheBuilder<K, V> {
+    fn default() -> Self {
+        AsyncCacheBuilder { capacity: None, backing: None, shared: None }
+    }
+}
+
+impl<K, V> fmt::Debug for AsyncCacheBuilder<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncCacheBuilder")
+            .field("capacity", &self.capacity)
+            .field("persistent", &self.backing.is_some())
+            .field("shared", &self.shared.is_some())
+            .finish()
+    }
+}
+
+impl<K, V> AsyncCacheBuilder<K, V>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Keeps at most `n` values (at least 1), evicting the least recently used first
+    /// (second chance). Keys being computed are not counted and never evicted. Evicted
+    /// values are dropped after the lock is released, so a value's `Drop` may use the
+    /// cache. Default: unbounded.
+    pub fn capacity(mut self, n: usize) -> Self {
+        self.capacity = Some(n.max(1));
+        self
+    }
+
+    /// Looks values up in (and writes computed values to) a second tier, for example a
+    /// `speedup_paged::DiskDict` (feature `persist`), so results survive restarts. Its
+    /// calls run on the computation's task: a `DiskDict` reads from its mapping and buffers
+    /// its writes until [`AsyncCache::flush`].
+    pub fn backing(mut self, backing: impl Backing<K, V> + 'static) -> Self {
+        self.backing = Some(Box::new(backing));
+        self
+    }
+
+    /// Builds the cache of the async function `f`.
+    pub fn build<F, Fut>(self, f: F) -> AsyncCache<K, V>
+    where
+        F: Fn(AsyncCache<K, V>, K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = V> + Send + 'static,
+    {
+        AsyncCache {
+            inner: Arc::new(Inner {
+                table: Mutex::new(Table { slots: HashMap::default(), clock: VecDeque::new(), ready: 0 }),
+                func: Box::new(move |cache, key| f(cache, key).boxed()),
+                waits: Waits::default(),
+                capacity: self.capacity.unwrap_or(usize::MAX),
+                backing: self.backing,
+                shared: self.shared,
+            }),
+        }
     }
 }
 
@@ -317,16 +473,9 @@ where
     }
     let mut vacate = Vacate { inner: Arc::clone(&inner), key: Some(key.clone()), node: Arc::clone(&node) };
     let outcome = run(&inner, &key, &node).await;
-    let replaced = {
-        let mut slots = inner.slots();
-        let ours = matches!(slots.get(&key), Some(Slot::Pending { node: n, .. }) if Arc::ptr_eq(n, &node));
-        match &outcome {
-            Ok(value) if ours => slots.insert(key.clone(), Slot::Ready(value.clone())),
-            _ if ours => slots.remove(&key),
-            _ => None,
-        }
-    };
-    drop(replaced);
+    let settled = outcome.as_ref().ok().cloned();
+    let gone = inner.table().settle(key.clone(), &node, settled, inner.capacity);
+    drop(gone);
     vacate.key = None; // the slot is settled
     drop(vacate);
     outcome
@@ -338,12 +487,25 @@ where
     V: Clone + Send + Sync + 'static,
 {
     let failed = |message: String| Err(Failure::Panicked(Arc::from(message)));
+    if let Some(backing) = &inner.backing {
+        let _span = tracing::debug_span!("speedup_cache::backing_load", key = ?key).entered();
+        if let Some(value) = backing.load(key) {
+            return Ok(value);
+        }
+    }
+    let keep = |value: V| {
+        if let Some(backing) = &inner.backing {
+            let _span = tracing::debug_span!("speedup_cache::backing_store", key = ?key).entered();
+            backing.store(key, &value);
+        }
+        Ok(value)
+    };
     let (stored, lease) = match acquire(&inner.shared, key).await {
         Ok(found) => found,
         Err(message) => return failed(message.to_string()),
     };
     if let Some(value) = stored {
-        return Ok(value);
+        return keep(value);
     }
     let span = tracing::debug_span!("speedup_cache::compute", key = ?key);
     let child = AsyncCache { inner: Arc::clone(inner) };
@@ -367,7 +529,7 @@ where
                 // a panic releases it the same way.
                 lease.publish(&value);
             }
-            Ok(value)
+            keep(value)
         }
         Err(payload) => failed(format!("computing {} panicked: {}", describe(key), panic_message(&*payload))),
     }
@@ -406,7 +568,7 @@ where
     V: speedup_paged::Storable + Clone + Send + Sync + 'static,
 {
     /// An async cache of `f` that shares its values through Redis (features `tokio` and
-    /// `redis`), with the same protocol as [`CacheBuilder::redis`]: each key is computed
+    /// `redis`), with the same protocol as [`CacheBuilder::redis`](crate::CacheBuilder::redis): each key is computed
     /// once in the cluster. Waiting for another worker happens on tokio's blocking pool;
     /// publishing a value is one round trip on the task that computed it.
     ///
@@ -429,6 +591,22 @@ where
         F: Fn(crate::AsyncCache<K, V>, K) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = V> + Send + 'static,
     {
-        Self::with_tier(f, Some(Arc::new(crate::redis::RedisTier::<K, V>::start(config))))
+        Self::builder().redis(config).build(f)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<K, V> AsyncCacheBuilder<K, V>
+where
+    K: speedup_paged::Storable + Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: speedup_paged::Storable + Clone + Send + Sync + 'static,
+{
+    /// Shares values through Redis (feature `redis`), as
+    /// [`CacheBuilder::redis`](crate::CacheBuilder::redis) does: each key is computed once
+    /// in the cluster. With a backing tier too, the order is memory, backing, Redis, the
+    /// function.
+    pub fn redis(mut self, config: crate::RedisConfig) -> Self {
+        self.shared = Some(Arc::new(crate::redis::RedisTier::<K, V>::start(config)));
+        self
     }
 }

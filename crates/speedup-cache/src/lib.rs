@@ -186,7 +186,7 @@ pub use backing::Backing;
 pub use cache::{Cache, CacheBuilder};
 pub use error::Error;
 #[cfg(feature = "tokio")]
-pub use future::AsyncCache;
+pub use future::{AsyncCache, AsyncCacheBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{FailMode, RedisConfig, RedisConfigError, RedisStats};
 

@@ -167,7 +167,7 @@ fn a_runtime_dropped_mid_flight_leaves_the_key_vacant() {
     drop(rt);
     // 2. The task was never polled: a current-thread runtime that only spawned it.
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    rt.block_on(async { cache.spawn(6) });
+    rt.block_on(async { cache.apply_async(6) });
     drop(rt);
     // A fresh runtime: both keys are computed (again).
     hang.store(false, Ordering::SeqCst);
@@ -195,7 +195,7 @@ fn a_runtime_dropped_mid_flight_leaves_the_key_vacant() {
 async fn the_synchronous_part_of_the_function_may_use_the_cache() {
     let cache = AsyncCache::new(|c: AsyncCache<u64, u64>, k: u64| {
         let cached = c.contains_key(&k) || c.len() > 1_000;
-        c.spawn(k + 100);
+        c.apply_async(k + 100);
         async move { if cached { 0 } else { k + 1 } }
     });
     let got =
@@ -257,4 +257,174 @@ async fn a_task_spawned_by_the_function_is_not_a_cycle() {
         .expect("hung");
         assert_eq!(got, (10, 11));
     }
+}
+
+/// Fails the test instead of hanging it.
+async fn within<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f).await.expect("deadline passed: a hang")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_bounds_the_values_kept_under_concurrent_callers() {
+    for capacity in [1usize, 2, 10, 100] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let cache = AsyncCache::builder().capacity(capacity).build(move |_: AsyncCache<u64, u64>, k: u64| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            async move {
+                tokio::task::yield_now().await;
+                k * 2
+            }
+        });
+        let tasks: Vec<_> = (0..8u64)
+            .map(|t| {
+                let c = cache.clone();
+                tokio::spawn(async move {
+                    for i in 0..500u64 {
+                        let k = (i * 7 + t * 13) % 300;
+                        assert_eq!(c.get(k).await, k * 2);
+                        assert!(c.len() <= capacity, "{} values kept, capacity {capacity}", c.len());
+                    }
+                })
+            })
+            .collect();
+        within(Duration::from_secs(60), async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+        .await;
+        assert!(
+            cache.len() <= capacity && !cache.is_empty(),
+            "{} values kept, capacity {capacity}",
+            cache.len()
+        );
+        assert!(calls.load(Ordering::Relaxed) >= 300, "every key computed at least once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_used_again_gets_a_second_chance() {
+    let cache = AsyncCache::builder().capacity(2).build(|_: AsyncCache<u64, u64>, k: u64| async move { k });
+    cache.get(0).await;
+    for k in 1..50 {
+        cache.get(0).await; // used since it was last looked at: requeued, not evicted
+        cache.get(k).await;
+        assert!(cache.contains_key(&0), "the hot key was evicted at {k}");
+        assert!(cache.len() <= 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_value_whose_drop_uses_the_cache_does_not_deadlock() {
+    struct Touch(Arc<std::sync::OnceLock<AsyncCache<u64, Arc<Touch>>>>);
+    impl Drop for Touch {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.get() {
+                let _ = (c.len(), c.contains_key(&0));
+            }
+        }
+    }
+    let slot = Arc::new(std::sync::OnceLock::new());
+    let inner = Arc::clone(&slot);
+    let cache = AsyncCache::builder().capacity(1).build(move |_: AsyncCache<u64, Arc<Touch>>, _k: u64| {
+        let touch = Arc::new(Touch(Arc::clone(&inner)));
+        async move { touch }
+    });
+    let _ = slot.set(cache.clone());
+    within(Duration::from_secs(20), async {
+        for k in 0..200 {
+            let _ = cache.get(k).await;
+        }
+    })
+    .await;
+    assert_eq!(cache.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_async_starts_a_key_that_get_then_awaits_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let started_tx = std::sync::Mutex::new(Some(started_tx));
+    let cache = AsyncCache::new(move |_: AsyncCache<u64, u64>, k: u64| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        if let Some(tx) = started_tx.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        async move { k + 1 }
+    });
+    cache.apply_async(41);
+    cache.apply_async(41); // in flight or cached: nothing new
+    within(Duration::from_secs(20), started_rx).await.unwrap(); // ran without any get
+    assert_eq!(cache.get(41).await, 42);
+    cache.apply_async(41); // cached: nothing new
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_async_starts_the_missing_keys_only_when_two_or_more_are_missing() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let cache = AsyncCache::new(move |_: AsyncCache<u64, u64>, k: u64| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move { k }
+    });
+    cache.get(1).await;
+    cache.batch_async([1, 2]); // one missing: left to the get that follows
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!cache.contains_key(&2));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    cache.batch_async([1, 2, 3]);
+    within(Duration::from_secs(20), async {
+        while !(cache.contains_key(&2) && cache.contains_key(&3)) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Recursive fan-out, as the original's fib: every key once.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let fib = AsyncCache::new(move |fib: AsyncCache<u64, u64>, n: u64| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n < 2 {
+                return 1;
+            }
+            fib.batch_async([n - 1, n - 2]);
+            fib.get(n - 1).await.wrapping_add(fib.get(n - 2).await)
+        }
+    });
+    assert_eq!(within(Duration::from_secs(60), fib.get(90)).await, 4660046610375530309);
+    assert_eq!(calls.load(Ordering::SeqCst), 91);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backing_tier_that_panics_fails_the_call_and_is_not_cached() {
+    use speedup_cache::Backing;
+    struct Flaky(AtomicUsize, std::sync::Mutex<Vec<(u64, u64)>>);
+    impl Backing<u64, u64> for Flaky {
+        fn load(&self, key: &u64) -> Option<u64> {
+            if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("the disk went away");
+            }
+            self.1.lock().unwrap().iter().find(|(k, _)| k == key).map(|&(_, v)| v)
+        }
+        fn store(&self, key: &u64, value: &u64) {
+            self.1.lock().unwrap().push((*key, *value));
+        }
+    }
+    let backing = Arc::new(Flaky(AtomicUsize::new(0), std::sync::Mutex::new(Vec::new())));
+    let cache = AsyncCache::builder()
+        .backing(Arc::clone(&backing))
+        .build(|_: AsyncCache<u64, u64>, k: u64| async move { k * 10 });
+    let c = cache.clone();
+    let first = within(Duration::from_secs(20), tokio::spawn(async move { c.get(3).await })).await;
+    let message = first.unwrap_err().into_panic();
+    let message = message.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.contains("the disk went away"), "{message}");
+    assert!(!cache.contains_key(&3));
+    assert_eq!(within(Duration::from_secs(20), cache.get(3)).await, 30, "the next get computes again");
+    assert_eq!(*backing.1.lock().unwrap(), vec![(3, 30)], "the computed value was stored");
 }

@@ -36,3 +36,36 @@ fn a_restarted_cache_resumes_from_disk() {
     assert_eq!(cache.get(82), 110);
     assert_eq!(second.load(Ordering::SeqCst), 0, "values came from disk, nothing was recomputed");
 }
+
+#[cfg(feature = "tokio")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_async_cache_resumes_from_disk() {
+    use speedup_cache::AsyncCache;
+
+    fn collatz(dir: &std::path::Path, calls: Arc<AtomicUsize>) -> AsyncCache<u64, u64> {
+        let dict: DiskDict<u64, u64> = DiskDict::open_with("collatz", &Options::new().location(dir)).unwrap();
+        AsyncCache::builder().backing(RwLock::new(dict)).build(move |c: AsyncCache<u64, u64>, n: u64| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                match n {
+                    1 => 0,
+                    n if n % 2 == 0 => 1 + c.get(n / 2).await,
+                    n => 1 + c.get(3 * n + 1).await,
+                }
+            }
+        })
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let first = Arc::new(AtomicUsize::new(0));
+    let cache = collatz(dir.path(), Arc::clone(&first));
+    assert_eq!(cache.get(27).await, 111);
+    assert!(first.load(Ordering::SeqCst) > 100);
+    cache.flush().unwrap();
+    drop(cache);
+
+    let second = Arc::new(AtomicUsize::new(0));
+    let cache = collatz(dir.path(), Arc::clone(&second));
+    assert_eq!(cache.get(27).await, 111);
+    assert_eq!(cache.get(82).await, 110);
+    assert_eq!(second.load(Ordering::SeqCst), 0, "values came from disk, nothing was recomputed");
+}

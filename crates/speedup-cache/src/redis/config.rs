@@ -37,7 +37,7 @@ pub enum RedisConfigError {
 }
 
 /// How a [`Cache`](crate::Cache) shares its values through Redis (feature `redis`); pass
-/// it to [`CacheBuilder::redis`].
+/// it to [`CacheBuilder::redis`](crate::CacheBuilder::redis).
 ///
 /// Every Redis key the cache uses starts with `speedup:<name>:<fingerprint>:`, where the
 /// fingerprint covers the key and value types and [`version`](RedisConfig::version): two

@@ -21,7 +21,7 @@ pub struct RedisStats {
     /// Redis failures: unreachable, refused commands, failed writes.
     pub errors: u64,
     /// Leases that expired while their key was computed (see
-    /// [`RedisConfig::lease_ttl`]).
+    /// [`RedisConfig::lease_ttl`](crate::RedisConfig::lease_ttl)).
     pub lost_leases: u64,
 }
 
