@@ -336,8 +336,7 @@ where
     pub fn get(&self, key: K) -> V {
         match self.resolve(key) {
             Ok(v) => v,
-            Err(Failure { payload: Some(payload), .. }) => resume_unwind(payload),
-            Err(Failure { error, .. }) => panic!("{error}"),
+            Err(failure) => failure.raise(),
         }
     }
 }
@@ -544,22 +543,28 @@ where
             }
         };
         match flight.claim() {
-            Claim::Run => {
-                // A queued key this caller runs itself: it waits for it like for a call.
-                let me = self.caller();
-                let link = me.as_ref().map(|me| self.inner.waits.link(me, &flight.node, Kind::Needs));
-                let outcome = self.run(key, &flight, me.as_ref());
-                if let Some(link) = link {
-                    self.inner.waits.leave(link);
-                }
-                outcome
-            }
+            Claim::Run => self.run_queued(key, &flight),
             Claim::Finished(outcome) => outcome.map_err(Failure::from),
             Claim::Wait => self.wait_for(key, &flight),
         }
     }
 
+    /// Runs a key that `apply_async` queued and this caller claimed: it waits for it as
+    /// for a call. (Out of line, as every path but the plain miss: the frames of a deep
+    /// recursion through the cache stay small.)
+    #[inline(never)]
+    fn run_queued(&self, key: K, flight: &Arc<Flight<K, V, E>>) -> Result<V, Failure<E>> {
+        let me = self.caller();
+        let link = me.as_ref().map(|me| self.inner.waits.link(me, &flight.node, Kind::Needs));
+        let outcome = self.run(key, flight, me.as_ref());
+        if let Some(link) = link {
+            self.inner.waits.leave(link);
+        }
+        outcome
+    }
+
     /// Waits for a key another computation runs, unless that would never end.
+    #[inline(never)]
     fn wait_for(&self, key: K, flight: &Arc<Flight<K, V, E>>) -> Result<V, Failure<E>> {
         let me = self.caller();
         self.note_fork(me.as_ref());
@@ -683,10 +688,7 @@ where
                 Ok(value)
             }
             Ok(Err(error)) => Err(Failure::from(error)),
-            Err(payload) => {
-                let error = Error::Panicked { key: describe(&key), message: panic_message(&*payload) };
-                Err(Failure { error, payload: Some(payload) })
-            }
+            Err(payload) => Err(Failure::panicked(&key, payload)),
         }
     }
 
@@ -738,19 +740,56 @@ where
         // flight running for ever.
         let outcome = match catch_unwind(AssertUnwindSafe(|| self.run_inner(key, flight, caller))) {
             Ok(outcome) => outcome,
-            Err(payload) => {
-                let key = &flight.node.key;
-                self.retract(key, flight);
-                let error = Error::Panicked { key: describe(key), message: panic_message(&*payload) };
-                flight.finish(Err(error.clone()));
-                Err(Failure { error, payload: Some(payload) })
-            }
+            Err(payload) => self.fail(&flight.node.key, flight, Failure::panicked(&flight.node.key, payload)),
         };
         Waits::finished(&flight.node);
         outcome
     }
 
     fn run_inner(
+        &self,
+        key: K,
+        flight: &Arc<Flight<K, V, E>>,
+        caller: Option<&StdArc<Node<K>>>,
+    ) -> Result<V, Failure<E>> {
+        if self.inner.backing.is_some() || self.inner.shared.is_some() {
+            return self.run_tiered(key, flight, caller);
+        }
+        match self.compute(&flight.node, key.clone(), caller) {
+            Ok(Ok(value)) => self.deliver(key, flight, value),
+            Ok(Err(error)) => self.fail(&key, flight, Failure::from(error)),
+            Err(payload) => self.fail(&key, flight, Failure::panicked(&key, payload)),
+        }
+    }
+
+    /// Hands a computed value to the key's slot and to the flight's waiters. (Out of line:
+    /// its locals need not sit in every frame of a deep recursion.)
+    #[inline(never)]
+    fn deliver(&self, key: K, flight: &Arc<Flight<K, V, E>>, value: V) -> Result<V, Failure<E>> {
+        self.publish(key, flight, value.clone());
+        // Once the slot holds the value, nobody can pick up this flight any more: if we
+        // hold the only reference, nobody waits on it either, and the uncontended path
+        // skips the lock, the clone and the wake-up.
+        if Arc::strong_count(flight) > 1 {
+            flight.finish(Ok(value.clone()));
+        }
+        Ok(value)
+    }
+
+    /// Ends a computation that produced no value: empties the key's slot (the next call
+    /// computes it again) and hands the failure to the flight's waiters.
+    #[cold]
+    #[inline(never)]
+    fn fail(&self, key: &K, flight: &Arc<Flight<K, V, E>>, failure: Failure<E>) -> Result<V, Failure<E>> {
+        self.retract(key, flight);
+        flight.finish(Err(failure.error.clone()));
+        Err(failure)
+    }
+
+    /// `run_inner` with a backing tier or a shared tier: memory, backing, Redis, the
+    /// function, then the value goes back to the tiers that lacked it.
+    #[inline(never)]
+    fn run_tiered(
         &self,
         key: K,
         flight: &Arc<Flight<K, V, E>>,
@@ -779,9 +818,7 @@ where
                         }
                         TierError::Corrupt(message) => Error::Corrupt { key: describe(&key), message },
                     };
-                    self.retract(&key, flight);
-                    flight.finish(Err(error.clone()));
-                    return Err(Failure::from(error));
+                    return self.fail(&key, flight, Failure::from(error));
                 }
             },
             (stored, _) => stored,
@@ -800,28 +837,16 @@ where
                     let _span = tracing::debug_span!("speedup_cache::backing_store", key = ?key).entered();
                     b.store(&key, &value);
                 }
-                self.publish(key, flight, value.clone());
-                // Once the slot holds the value, nobody can pick up this flight any more:
-                // if we hold the only reference, nobody waits on it either, and the
-                // uncontended path skips the lock, the clone and the wake-up.
-                if Arc::strong_count(flight) > 1 {
-                    flight.finish(Ok(value.clone()));
-                }
-                Ok(value)
+                self.deliver(key, flight, value)
             }
+            // Dropping the lease first releases it: another worker may try at once.
             Ok(Err(error)) => {
-                // Dropping the lease releases it: another worker may try at once.
                 drop(lease);
-                self.retract(&key, flight);
-                flight.finish(Err(error.clone()));
-                Err(Failure::from(error))
+                self.fail(&key, flight, Failure::from(error))
             }
             Err(payload) => {
-                let error = Error::Panicked { key: describe(&key), message: panic_message(&*payload) };
                 drop(lease);
-                self.retract(&key, flight);
-                flight.finish(Err(error.clone()));
-                Err(Failure { error, payload: Some(payload) })
+                self.fail(&key, flight, Failure::panicked(&key, payload))
             }
         }
     }
@@ -939,6 +964,28 @@ where
 struct Failure<E> {
     error: Error<E>,
     payload: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl<E: fmt::Display> Failure<E> {
+    /// Passes the failure on as a panic: the function's own payload if it panicked.
+    #[cold]
+    #[inline(never)]
+    fn raise(self) -> ! {
+        match self {
+            Failure { payload: Some(payload), .. } => resume_unwind(payload),
+            Failure { error, .. } => panic!("{error}"),
+        }
+    }
+}
+
+impl<E> Failure<E> {
+    /// The function (or a `Clone` on the way) panicked computing `key`.
+    fn panicked<K: fmt::Debug>(key: &K, payload: Box<dyn std::any::Any + Send>) -> Self {
+        Failure {
+            error: Error::Panicked { key: describe(key), message: panic_message(&*payload) },
+            payload: Some(payload),
+        }
+    }
 }
 
 impl<E> From<Error<E>> for Failure<E> {
