@@ -151,24 +151,46 @@ fn native_groups(groups: &[&str], quick: bool) -> Result<Vec<Row>> {
         args.insert(0, "--quick");
     }
     eprintln!("\n$ {} {}", binary.display(), args.join(" "));
-    let mut child = Command::new(&binary)
-        .args(&args)
+    let mut command = Command::new(&binary);
+    command.args(&args);
+    collect(command, "the benchmark binary")
+}
+
+/// Runs a benchmark process and gathers its `RESULT` lines, passing the rest on. On a
+/// terminal a spinner shows the time taken, the results so far and the last one (a full run
+/// takes many minutes); in a log it stays silent.
+fn collect(mut command: Command, what: &str) -> Result<Vec<Row>> {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
+    let progress = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .map_err(|e| e.to_string())?,
+    );
+    progress.enable_steady_tick(std::time::Duration::from_millis(200));
     let mut rows = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.map_err(|e| e.to_string())?;
         match parse(&line) {
-            Some(row) => rows.push(row),
-            None => println!("{line}"),
+            Some(row) => {
+                progress.set_message(format!(
+                    "{} results; last: {} / {}",
+                    rows.len() + 1,
+                    row.workload,
+                    row.implementation
+                ));
+                rows.push(row);
+            }
+            None => progress.suspend(|| println!("{line}")),
         }
     }
+    progress.finish_and_clear();
     let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        return Err(format!("the benchmark binary failed ({status})"));
+        return Err(format!("{what} failed ({status})"));
     }
     Ok(rows)
 }
@@ -181,19 +203,13 @@ fn python(quick: bool) -> Result<Vec<Row>> {
     let venv = crate::python_package_with(true, &PEERS)?;
     let script = root().join("crates/pyspeedup-py/bench/bench.py");
     let mut command = Command::new(venv.bin.join("python"));
-    command.arg(&script).envs(venv.env());
+    // Unbuffered: results reach the spinner as they come.
+    command.arg(&script).envs(venv.env()).env("PYTHONUNBUFFERED", "1");
     if quick {
         command.arg("--quick");
     }
     eprintln!("\n$ {command:?}");
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !output.status.success() {
-        return Err(format!("the Python benchmark failed ({})", output.status));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).lines().filter_map(parse).collect())
+    collect(command, "the Python benchmark")
 }
 
 /// The results on the terminal, one line per measurement.
