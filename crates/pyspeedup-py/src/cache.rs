@@ -216,10 +216,7 @@ impl Cache {
                 let _frame = FrameGuard::push(id, handle);
                 match f.bind(py).call(call.args.bind(py), call.kwargs.as_ref().map(|k| k.bind(py))) {
                     Ok(v) => Ok(Arc::new(v.unbind())),
-                    Err(e) => Err(speedup_cache::Error::Failed {
-                        key: format!("{key:?}"),
-                        error: Raised(Arc::new(e)),
-                    }),
+                    Err(e) => Err(speedup_cache::Error::failed(Raised(Arc::new(e)))),
                 }
             })
             .unwrap_or_else(|| {

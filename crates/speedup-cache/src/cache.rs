@@ -348,16 +348,17 @@ where
     E: Clone + Send + Sync + 'static,
 {
     /// A fallible cache: `f` returns `Result<V, Error<E>>` (wrap your own errors as
-    /// [`Error::Failed`]), and [`Cache::try_get`] inside it propagates with `?`. Errors are
-    /// not cached.
+    /// [`Error::failed`], which names the key for you), and [`Cache::try_get`] inside it
+    /// propagates with `?`. Errors are not cached.
     ///
     /// ```
     /// use speedup_cache::{Cache, Error};
     /// let parse = Cache::try_new(|_: &Cache<String, i64, String>, s: String| {
-    ///     s.parse::<i64>().map_err(|e| Error::Failed { key: s.clone(), error: e.to_string() })
+    ///     s.parse::<i64>().map_err(|e| Error::failed(e.to_string()))
     /// });
     /// assert_eq!(parse.try_get("42".to_string()), Ok(42));
-    /// assert!(matches!(parse.try_get("x".to_string()), Err(Error::Failed { .. })));
+    /// let failed = parse.try_get("x".to_string()).unwrap_err();
+    /// assert_eq!(failed.to_string(), r#"computing "x" failed: invalid digit found in string"#);
     /// assert!(!parse.contains_key(&"x".to_string())); // not cached
     /// ```
     pub fn try_new(f: impl Fn(&Cache<K, V, E>, K) -> Result<V, Error<E>> + Send + Sync + 'static) -> Self {
@@ -687,7 +688,7 @@ where
                 flight.finish(Ok(value.clone()));
                 Ok(value)
             }
-            Ok(Err(error)) => Err(Failure::from(error)),
+            Ok(Err(error)) => Err(Failure::from(error.for_key(&key))),
             Err(payload) => Err(Failure::panicked(&key, payload)),
         }
     }
@@ -757,7 +758,7 @@ where
         }
         match self.compute(&flight.node, key.clone(), caller) {
             Ok(Ok(value)) => self.deliver(key, flight, value),
-            Ok(Err(error)) => self.fail(&key, flight, Failure::from(error)),
+            Ok(Err(error)) => self.fail(&key, flight, Failure::from(error.for_key(&key))),
             Err(payload) => self.fail(&key, flight, Failure::panicked(&key, payload)),
         }
     }
@@ -842,7 +843,7 @@ where
             // Dropping the lease first releases it: another worker may try at once.
             Ok(Err(error)) => {
                 drop(lease);
-                self.fail(&key, flight, Failure::from(error))
+                self.fail(&key, flight, Failure::from(error.for_key(&key)))
             }
             Err(payload) => {
                 drop(lease);

@@ -56,6 +56,26 @@ pub enum Error<E = std::convert::Infallible> {
     },
 }
 
+impl<E> Error<E> {
+    /// The function's own error for the key it computes, for a fallible cache's function to
+    /// return (`parse(s).map_err(Error::failed)?`): the cache fills in the key, so nobody
+    /// formats it by hand. The error reaches every caller waiting for the key, so `E` is
+    /// cloned; wrap an error that is not `Clone` in an `Arc`.
+    pub fn failed(error: E) -> Self {
+        Error::Failed { key: String::new(), error }
+    }
+
+    /// Names `key` in a [`Error::failed`] error that does not name its key yet.
+    pub(crate) fn for_key<K: fmt::Debug>(self, key: &K) -> Self {
+        match self {
+            Error::Failed { key: named, error } if named.is_empty() => {
+                Error::Failed { key: describe(key), error }
+            }
+            other => other,
+        }
+    }
+}
+
 /// Turns a panic payload into its message.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

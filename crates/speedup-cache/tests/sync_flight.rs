@@ -208,3 +208,33 @@ fn errors_are_not_cached_by_the_fallible_variant() {
         Cache::try_new(|_: &Cache<u64, u64, String>, _| -> Result<u64, Error<String>> { panic!("boom") });
     assert!(matches!(panicky.try_get(1), Err(Error::Panicked { message, .. }) if message == "boom"));
 }
+
+#[test]
+fn failed_errors_are_named_by_the_cache_and_keep_their_key_through_dependents() {
+    let cache = Cache::try_new(|c: &Cache<u64, u64, String>, k: u64| {
+        if k == 0 {
+            return Err(Error::failed("bottom".to_string()));
+        }
+        Ok(c.try_get(k - 1)? + 1)
+    });
+    let expected = Error::Failed { key: "0".into(), error: "bottom".into() };
+    assert_eq!(cache.try_get(0), Err(expected.clone()));
+    // A dependent passes on its dependency's error, which names the key that failed.
+    assert_eq!(cache.try_get(3), Err(expected.clone()));
+    assert_eq!(expected.to_string(), "computing 0 failed: bottom");
+    // Threads waiting for the failing key get the same named error.
+    let slow = Arc::new(Cache::try_new(|_: &Cache<u64, u64, String>, k: u64| {
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        Err(Error::failed(format!("no {k}")))
+    }));
+    let outcomes: Vec<_> = (0..4)
+        .map(|_| {
+            let slow = Arc::clone(&slow);
+            std::thread::spawn(move || slow.try_get(7))
+        })
+        .map(|t| t.join().unwrap())
+        .collect();
+    for outcome in outcomes {
+        assert_eq!(outcome, Err(Error::Failed { key: "7".into(), error: "no 7".into() }));
+    }
+}
