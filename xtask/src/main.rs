@@ -152,12 +152,23 @@ fn ci() -> Result {
 /// crate is what fits CI's time.
 fn features() -> Result {
     let metadata = metadata()?;
+    let deny = [("RUSTDOCFLAGS", "-D warnings")];
     for krate in CRATES {
         cargo(&["test", "-p", krate, "--locked"], &[])?;
+        // Its docs as docs.rs builds them without features: links to gated items break.
+        cargo(&["doc", "-p", krate, "--no-deps", "--locked"], &deny)?;
         let package = metadata.workspace_packages().into_iter().find(|p| p.name.as_str() == krate);
         let defaults = package.and_then(|p| p.features.get("default")).is_some_and(|d| !d.is_empty());
         if defaults {
             cargo(&["test", "-p", krate, "--no-default-features", "--locked"], &[])?;
+            cargo(&["doc", "-p", krate, "--no-deps", "--no-default-features", "--locked"], &deny)?;
+        }
+        // Each feature on its own: a link may need a name that another feature brings.
+        for feature in package
+            .map(|p| p.features.keys().filter(|f| *f != "default").collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            cargo(&["doc", "-p", krate, "--no-deps", "--features", feature, "--locked"], &deny)?;
         }
     }
     Ok(())

@@ -61,7 +61,8 @@ impl Clone for Probe {
 fn probe_value_clone_touching_cache() {
     let r = deadline(10, || {
         mt().block_on(async {
-            let cache = GLOBAL.get_or_init(|| AsyncCache::new(|_: AsyncCache<u64, Probe>, k: u64| async move { Probe(k) }));
+            let cache = GLOBAL
+                .get_or_init(|| AsyncCache::new(|_: AsyncCache<u64, Probe>, k: u64| async move { Probe(k) }));
             cache.get(1).await;
             cache.get(1).await.0 // hit: clones under the lock
         })
@@ -84,7 +85,9 @@ impl Clone for SProbe {
 #[test]
 fn probe_sync_value_clone_touching_cache() {
     let r = deadline(10, || {
-        let cache = SGLOBAL.get_or_init(|| speedup_cache::Cache::new(|_: &speedup_cache::Cache<u64, SProbe>, k: u64| SProbe(k)));
+        let cache = SGLOBAL.get_or_init(|| {
+            speedup_cache::Cache::new(|_: &speedup_cache::Cache<u64, SProbe>, k: u64| SProbe(k))
+        });
         cache.get(1);
         cache.get(1).0
     });
@@ -126,7 +129,9 @@ fn probe_panicking_drop_of_evicted_value_blames_other_key() {
 }
 
 // ---------- capacity stress ----------
-fn capacity_stress(rt: tokio::runtime::Runtime, cap: usize, rounds: usize) {
+fn capacity_stress(rt: tokio::runtime::Runtime, cap0: usize, rounds: usize) {
+    let cap = cap0.max(1);
+    let _ = cap0;
     let calls = Arc::new(AtomicUsize::new(0));
     let live = Arc::new(AtomicUsize::new(0));
     #[derive(Debug)]
@@ -143,7 +148,7 @@ fn capacity_stress(rt: tokio::runtime::Runtime, cap: usize, rounds: usize) {
         }
     }
     let (cc, lv) = (Arc::clone(&calls), Arc::clone(&live));
-    let cache = AsyncCache::builder().capacity(cap).build(move |c: AsyncCache<u64, V>, k: u64| {
+    let cache = AsyncCache::builder().capacity(cap0).build(move |c: AsyncCache<u64, V>, k: u64| {
         cc.fetch_add(1, Ordering::SeqCst);
         let lv = Arc::clone(&lv);
         async move {
@@ -239,14 +244,15 @@ fn probe_capacity1_fib() {
         let r = deadline(60, move || {
             let rt = if flavor == 0 { ct() } else { mt() };
             rt.block_on(async {
-                let fib = AsyncCache::builder().capacity(1).build(|f: AsyncCache<u64, u64>, n: u64| async move {
-                    if n < 2 {
-                        return n;
-                    }
-                    f.batch_async([n - 1, n - 2]);
-                    let (a, b) = tokio::join!(f.get(n - 1), f.get(n - 2));
-                    a + b
-                });
+                let fib =
+                    AsyncCache::builder().capacity(1).build(|f: AsyncCache<u64, u64>, n: u64| async move {
+                        if n < 2 {
+                            return n;
+                        }
+                        f.batch_async([n - 1, n - 2]);
+                        let (a, b) = tokio::join!(f.get(n - 1), f.get(n - 2));
+                        a + b
+                    });
                 let v = fib.get(18).await;
                 (v, fib.len())
             })
@@ -279,7 +285,9 @@ fn probe_drop_uses_cache_rounds() {
         let rt = mt();
         rt.block_on(async {
             let c = C.get_or_init(|| {
-                AsyncCache::builder().capacity(1).build(|_: AsyncCache<u64, D>, k: u64| async move { D(k % 50, Arc::new(())) })
+                AsyncCache::builder()
+                    .capacity(1)
+                    .build(|_: AsyncCache<u64, D>, k: u64| async move { D(k % 50, Arc::new(())) })
             });
             for i in 0..2000u64 {
                 let _ = c.get(i % 50).await;
@@ -373,9 +381,10 @@ fn probe_runtime_drop_rounds() {
             drop(rt);
             let rt = if round % 2 == 1 { ct() } else { mt() };
             let c = cache.clone();
-            let got = rt.block_on(async move {
-                tokio::time::timeout(Duration::from_secs(10), c.get(round % 17)).await
-            });
+            let got =
+                rt.block_on(
+                    async move { tokio::time::timeout(Duration::from_secs(10), c.get(round % 17)).await },
+                );
             assert_eq!(got.expect("hung"), round % 17, "round {round}");
             assert!(cache.len() <= 4);
         }
