@@ -527,7 +527,10 @@ where
             None => {
                 let mut shard = self.write_shard(hash);
                 match shard.get(hash, &key) {
-                    Some(Slot::Ready { value, .. }) => return Ok(value.clone()),
+                    Some(Slot::Ready { value, referenced }) => {
+                        referenced.store(true, Ordering::Relaxed);
+                        return Ok(value.clone());
+                    }
                     Some(Slot::Pending(flight)) => Arc::clone(flight),
                     None => {
                         let flight = Arc::new(Flight::running(Node::new(key.clone(), self.caller())));
@@ -910,7 +913,7 @@ where
                 "speedup-cache: evicted"
             );
         }
-        drop(evicted);
+        crate::error::drop_evicted(evicted);
         drop(stale);
     }
 

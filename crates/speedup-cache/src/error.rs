@@ -76,6 +76,18 @@ impl<E> Error<E> {
     }
 }
 
+/// Drops values a cache evicted or replaced, once no lock is held. A panicking `Drop` is
+/// logged, not passed on: it would fail an unrelated call (the one whose new value pushed
+/// them out), whose value is cached all the same.
+pub(crate) fn drop_evicted<T>(what: T) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(what))) {
+        tracing::warn!(
+            panic = %panic_message(&*payload),
+            "speedup-cache: the Drop of an evicted value panicked (ignored)"
+        );
+    }
+}
+
 /// Turns a panic payload into its message.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {

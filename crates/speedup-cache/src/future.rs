@@ -90,8 +90,15 @@ struct Table<K, V> {
 }
 
 enum Slot<K, V> {
-    Ready { value: V, referenced: bool },
-    Pending { outcome: SharedOutcome<V>, node: Arc<Node<K>> },
+    /// Behind an `Arc`, so that a hit clones the value (user code) after the lock is released.
+    Ready {
+        value: Arc<V>,
+        referenced: bool,
+    },
+    Pending {
+        outcome: SharedOutcome<V>,
+        node: Arc<Node<K>>,
+    },
 }
 
 impl<K, V> Inner<K, V> {
@@ -114,8 +121,11 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
         if capacity != usize::MAX {
             self.clock.push_back(key.clone());
         }
-        let mut gone: Vec<_> =
-            self.slots.insert(key, Slot::Ready { value, referenced: false }).into_iter().collect();
+        let mut gone: Vec<_> = self
+            .slots
+            .insert(key, Slot::Ready { value: Arc::new(value), referenced: false })
+            .into_iter()
+            .collect();
         self.ready += 1;
         gone.extend(self.evict(capacity));
         gone
@@ -212,7 +222,7 @@ where
     /// itself (a cycle, on one task or across tasks; the message names the chain).
     pub async fn get(&self, key: K) -> V {
         loop {
-            let (outcome, node) = match self.lookup(&key) {
+            let Pending { outcome, node, started_here } = match self.lookup(&key) {
                 Ok(value) => return value,
                 Err(pending) => pending,
             };
@@ -237,6 +247,15 @@ where
             match outcome.await {
                 Ok(value) => return value,
                 Err(Failure::Panicked(message)) => panic!("{message}"),
+                // A task this call just spawned is cancelled only if the runtime it runs
+                // under is shut down: trying again would spin.
+                Err(Failure::Cancelled) if started_here => {
+                    self.inner.vacate(&key, &node);
+                    panic!(
+                        "speedup-cache: cannot compute {}: the tokio runtime this call runs under is shut down",
+                        describe(&key)
+                    );
+                }
                 // The runtime that ran it shut down: compute it afresh.
                 Err(Failure::Cancelled) => self.inner.vacate(&key, &node),
             }
@@ -259,7 +278,9 @@ where
 
     /// Starts computing `key` as a task of its own (if it is neither cached nor in flight)
     /// and returns at once; a later `get` awaits that computation. Must be called from
-    /// within a tokio runtime.
+    /// within a tokio runtime, which runs the task: on a current-thread runtime that
+    /// nobody drives any more, callers on other runtimes wait until it is driven again or
+    /// dropped (then the next `get` computes the key afresh).
     pub fn apply_async(&self, key: K) {
         let _ = self.lookup(&key);
     }
@@ -269,6 +290,8 @@ where
     /// cost (as [`Cache::batch_async`](crate::Cache::batch_async)). Must be called from
     /// within a tokio runtime.
     pub fn batch_async(&self, keys: impl IntoIterator<Item = K>) {
+        // The iterator is user code (it may read the cache): run it before taking the lock.
+        let keys: Vec<K> = keys.into_iter().collect();
         let missing: Vec<K> = {
             let table = self.inner.table();
             keys.into_iter().filter(|k| !table.slots.contains_key(k)).collect()
@@ -305,15 +328,33 @@ where
     }
 
     /// The cached value, or the computation in flight (started now if there was none).
-    fn lookup(&self, key: &K) -> Result<V, (SharedOutcome<V>, Arc<Node<K>>)> {
-        match self.inner.table().slots.get_mut(key) {
-            Some(Slot::Ready { value, referenced }) => {
-                *referenced = true;
-                return Ok(value.clone());
+    fn lookup(&self, key: &K) -> Result<V, Pending<K, V>> {
+        let found = {
+            let mut table = self.inner.table();
+            match table.slots.get_mut(key) {
+                Some(Slot::Ready { value, referenced }) => {
+                    *referenced = true;
+                    Some(Ok(Arc::clone(value)))
+                }
+                Some(Slot::Pending { outcome, node }) => Some(Err(Pending {
+                    outcome: outcome.clone(),
+                    node: Arc::clone(node),
+                    started_here: false,
+                })),
+                None => None,
             }
-            Some(Slot::Pending { outcome, node }) => return Err((outcome.clone(), Arc::clone(node))),
-            None => {}
+        };
+        // Neither the start (it takes the lock again) nor the value's `Clone` (user code)
+        // runs under the lock.
+        match found {
+            Some(found) => found.map(|value| V::clone(&value)),
+            None => Err(self.start(key)),
         }
+    }
+
+    /// Starts the key's computation as a task of the current runtime, unless another caller
+    /// got there first (then that computation, or its value).
+    fn start(&self, key: &K) -> Pending<K, V> {
         // Spawned outside the lock (a runtime that is shutting down drops the task at
         // once, and dropping it takes the lock); it waits for `go` before doing anything.
         let node = Node::new(key.clone(), None);
@@ -329,9 +370,17 @@ where
         .boxed()
         .shared();
         let mut table = self.inner.table();
-        let found = match table.slots.get(key) {
-            Some(Slot::Ready { value, .. }) => Ok(value.clone()),
-            Some(Slot::Pending { outcome, node }) => Err((outcome.clone(), Arc::clone(node))),
+        let found = match table.slots.get_mut(key) {
+            // Settled meanwhile: hand it over as a computation that is over.
+            Some(Slot::Ready { value, referenced }) => {
+                *referenced = true;
+                let value = Arc::clone(value);
+                let outcome = async move { Ok(V::clone(&value)) }.boxed().shared();
+                Pending { outcome, node, started_here: false }
+            }
+            Some(Slot::Pending { outcome, node }) => {
+                Pending { outcome: outcome.clone(), node: Arc::clone(node), started_here: false }
+            }
             None => {
                 table
                     .slots
@@ -340,7 +389,7 @@ where
                 // The slot is ours: let the task run. (Losing the race above drops `go`,
                 // and the task ends without doing anything.)
                 let _ = go.send(());
-                return Err((outcome, node));
+                return Pending { outcome, node, started_here: true };
             }
         };
         drop(table);
@@ -425,6 +474,14 @@ where
     }
 }
 
+/// A computation a call awaits.
+struct Pending<K, V> {
+    outcome: SharedOutcome<V>,
+    node: Arc<Node<K>>,
+    /// Whether this call spawned it (on the runtime it runs under).
+    started_here: bool,
+}
+
 /// Removes a wait's edges from the graph when the wait ends or is cancelled.
 struct Registered<'a, K> {
     waits: &'a Waits<K>,
@@ -475,7 +532,7 @@ where
     let outcome = run(&inner, &key, &node).await;
     let settled = outcome.as_ref().ok().cloned();
     let gone = inner.table().settle(key.clone(), &node, settled, inner.capacity);
-    drop(gone);
+    crate::error::drop_evicted(gone);
     vacate.key = None; // the slot is settled
     drop(vacate);
     outcome
