@@ -1,11 +1,27 @@
-//! Compute mode: materialize the repeated structure instead of handing out pointers.
+//! Compute mode: materialize the repeated structure instead of handing out pointers, and
+//! work on rows of n-dimensional data without deep copies (insert, replace, sample).
 
-use ndarray::ArrayView2;
+use ndarray::{ArrayView1, ArrayView2};
+
+/// Sample rows of a 2-D array as zero-copy views (batched sampling without deep copies).
+///
+/// ```
+/// let table = ndarray::Array2::from_shape_fn((100, 3), |(r, c)| (r * 3 + c) as u32);
+/// let batch = cereal_eat::compute::sample_rows(&table.view(), &[7, 42, 99]);
+/// assert_eq!(batch[1].to_vec(), [126, 127, 128]);
+/// ```
+///
+/// # Panics
+///
+/// If a row index is out of range (as indexing does).
+pub fn sample_rows<'a, T>(table: &ArrayView2<'a, T>, rows: &[usize]) -> Vec<ArrayView1<'a, T>> {
+    rows.iter().map(|&r| (*table).index_axis_move(ndarray::Axis(0), r)).collect()
+}
 
 /// `row` repeated `its` times as a table (`Vec` of rows): the seed's `compute=True`.
 ///
 /// ```
-/// assert_eq!(cereal_eat::repeat_rows(&[1, 2, 3, 4], 2), vec![vec![1, 2, 3, 4], vec![1, 2, 3, 4]]);
+/// assert_eq!(cereal_eat::compute::repeat_rows(&[1, 2, 3, 4], 2), vec![vec![1, 2, 3, 4], vec![1, 2, 3, 4]]);
 /// ```
 pub fn repeat_rows<T: Clone>(row: &[T], its: usize) -> Vec<Vec<T>> {
     vec![row.to_vec(); its]
@@ -16,7 +32,7 @@ pub fn repeat_rows<T: Clone>(row: &[T], its: usize) -> Vec<Vec<T>> {
 ///
 /// ```
 /// let x = [1, 2, 3, 4];
-/// let table = cereal_eat::broadcast_rows(&x, 4);
+/// let table = cereal_eat::compute::broadcast_rows(&x, 4);
 /// assert_eq!(table.shape(), [4, 4]);
 /// assert_eq!(table[[3, 2]], 3);
 /// assert_eq!(table.strides(), [0, 1]); // zero-copy: row stride 0
@@ -38,7 +54,7 @@ pub fn broadcast_rows<T>(row: &[T], its: usize) -> ArrayView2<'_, T> {
 /// seed's `pd.DataFrame(..., columns=['a', 'b', 'c', 'd'])`). Feature `arrow`.
 ///
 /// ```
-/// let batch = cereal_eat::to_record_batch(&[1i64, 2, 3, 4], 4, &["a", "b", "c", "d"]).unwrap();
+/// let batch = cereal_eat::compute::to_record_batch(&[1i64, 2, 3, 4], 4, &["a", "b", "c", "d"]).unwrap();
 /// assert_eq!((batch.num_rows(), batch.num_columns()), (4, 4));
 /// assert_eq!(batch.schema().field(2).name(), "c");
 /// ```
@@ -75,7 +91,7 @@ pub fn to_record_batch(
 /// ```
 /// let mut data = vec![1, 2, 3, 4];
 /// let mut shape = vec![2, 2];
-/// cereal_eat::insert_rows(&mut data, &mut shape, 1, &[9, 9])?;
+/// cereal_eat::compute::insert_rows(&mut data, &mut shape, 1, &[9, 9])?;
 /// assert_eq!((data, shape), (vec![1, 2, 9, 9, 3, 4], vec![3, 2]));
 /// # Ok::<(), cereal_eat::Error>(())
 /// ```

@@ -12,7 +12,10 @@
 //! | worker `pos` mutates segment `pos` of one buffer | [`split`] → [`SegmentMut`] (owned, `'static`), [`split_mut`] (scoped) | nothing: disjoint `&mut [T]` |
 //! | many writers on the *same* elements | [`AtomicArray`] | one atomic op per element |
 //! | several processes on one array | [`SharedArray`] (file or `/dev/shm` mapping) | one atomic op per element |
-//! | the repeated structure itself | [`repeat_rows`], [`broadcast_rows`] (zero-copy), `to_record_batch` (feature `arrow`) | — |
+//! | the repeated structure itself | [`compute::repeat_rows`], [`compute::broadcast_rows`] (zero-copy), `compute::to_record_batch` (feature `arrow`) | — |
+//!
+//! Around them: [`compute`] (the repeated structure, row insertion, replacement and
+//! zero-copy sampling) and [`traverse`] (segments on rayon's pool, positions as tokio tasks).
 //!
 //! ```
 //! use cereal_eat::{eat, split, Ptr};
@@ -24,7 +27,7 @@
 //!
 //! // Segments: x = np.arange(100).reshape(4, 25); worker pos adds one to row pos.
 //! let (whole, segments) = split((0..100).collect::<Vec<u32>>(), &[4, 25], 4)?;
-//! let segments = cereal_eat::par_for_each(segments, 0, |row| row.iter_mut().for_each(|v| *v += 1));
+//! let segments = cereal_eat::traverse::par_for_each(segments, 0, |row| row.iter_mut().for_each(|v| *v += 1));
 //! let x = whole.join(segments).expect("all segments back");
 //! assert_eq!((x[0], x[99]), (1, 100));
 //! # Ok::<(), cereal_eat::Error>(())
@@ -59,41 +62,22 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod atomic;
-mod compute;
+pub mod compute;
 mod error;
 mod ptr;
 mod segments;
 mod shape;
 mod shm;
-mod traverse;
+pub mod traverse;
 
 pub use atomic::{AtomicArray, AtomicElement};
-#[cfg(feature = "arrow")]
-pub use compute::to_record_batch;
-pub use compute::{broadcast_rows, insert_rows, repeat_rows, replace_row};
 pub use error::{Error, Result};
+/// The ndarray views this crate's API hands out (only these: the rest of `ndarray` is not
+/// part of this crate's interface, so its releases do not break ours).
+pub use ndarray::{ArrayView1, ArrayView2, ArrayViewMut, IxDyn};
 pub use ptr::{HandlesAlive, Ptr, eat};
-pub use segments::{SegmentMut, SegmentsAlive, Whole, par_for_each, split, split_mut};
+pub use segments::{SegmentMut, SegmentsAlive, Whole, split, split_mut};
 pub use shm::SharedArray;
-pub use traverse::map_with_pos;
-#[cfg(feature = "tokio")]
-pub use traverse::spawn_each;
-
-/// Sample rows of a 2-D array as zero-copy views (batched sampling without deep copies).
-///
-/// ```
-/// let table = ndarray::Array2::from_shape_fn((100, 3), |(r, c)| (r * 3 + c) as u32);
-/// let batch = cereal_eat::sample_rows(&table.view(), &[7, 42, 99]);
-/// assert_eq!(batch[1].to_vec(), [126, 127, 128]);
-/// ```
-pub fn sample_rows<'a, T>(
-    table: &ndarray::ArrayView2<'a, T>,
-    rows: &[usize],
-) -> Vec<ndarray::ArrayView1<'a, T>> {
-    rows.iter().map(|&r| (*table).index_axis_move(ndarray::Axis(0), r)).collect()
-}
-
-pub use ndarray;
 
 /// The README's example, compiled and run as a doctest so that it stays true.
 #[cfg(doctest)]

@@ -295,25 +295,6 @@ fn rows_and_row_len(shape: &[usize], len: usize, n: usize) -> Result<(usize, usi
     Ok((rows, shape::element_count(&shape[1..])?))
 }
 
-/// Runs `f(segment)` on every segment on rayon's pool and returns the segments (for
-/// [`Whole::join`]). Tiny segments run sequentially: below ~1 µs of work a parallel split
-/// costs more than it saves (rayon's own guidance), so segments smaller than
-/// `min_len` elements are processed in order on the calling thread.
-pub fn par_for_each<T: Send>(
-    segments: Vec<SegmentMut<T>>,
-    min_len: usize,
-    f: impl Fn(&mut SegmentMut<T>) + Sync + Send,
-) -> Vec<SegmentMut<T>> {
-    use rayon::prelude::*;
-    let mut segments = segments;
-    if segments.iter().map(|s| s.len()).sum::<usize>() < min_len.saturating_mul(2) {
-        segments.iter_mut().for_each(&f);
-    } else {
-        segments.par_iter_mut().for_each(f);
-    }
-    segments
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

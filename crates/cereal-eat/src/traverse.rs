@@ -1,18 +1,33 @@
-//! Traversal helpers: positions handed to workers, in order, on a pool, or as tasks.
+//! Traversal: segments on rayon's pool, positions as tokio tasks. (In order, the original's
+//! `map(f, yum, range(len(yum)))` is `yum.into_iter().enumerate().map(...)`.)
 
-/// The original's `map(f, yum, range(len(yum)))`: calls `f(item, pos)` for each item in
-/// order and collects the results.
+use crate::SegmentMut;
+
+/// Runs `f(segment)` on every segment on rayon's pool and returns the segments (for
+/// [`Whole::join`](crate::Whole::join)). Tiny segments run sequentially: below ~1 µs of
+/// work a parallel split costs more than it saves (rayon's own guidance), so segments
+/// smaller than `min_len` elements are processed in order on the calling thread.
 ///
 /// ```
-/// let mut x = vec![1, 2, 3, 4];
-/// let yum = cereal_eat::split_mut(&mut x, &[4], 4)?;
-/// let out: Vec<()> = cereal_eat::map_with_pos(yum, |seg, _pos| seg[0] += 1);
-/// assert_eq!(out.len(), 4);
-/// assert_eq!(x, [2, 3, 4, 5]);
+/// let (whole, segments) = cereal_eat::split((0..100).collect::<Vec<u32>>(), &[4, 25], 4)?;
+/// let segments = cereal_eat::traverse::par_for_each(segments, 0, |row| row[0] = 0);
+/// let x = whole.join(segments).expect("all segments back");
+/// assert_eq!((x[0], x[25], x[26]), (0, 0, 26));
 /// # Ok::<(), cereal_eat::Error>(())
 /// ```
-pub fn map_with_pos<I: IntoIterator, R>(items: I, mut f: impl FnMut(I::Item, usize) -> R) -> Vec<R> {
-    items.into_iter().enumerate().map(|(pos, item)| f(item, pos)).collect()
+pub fn par_for_each<T: Send>(
+    segments: Vec<SegmentMut<T>>,
+    min_len: usize,
+    f: impl Fn(&mut SegmentMut<T>) + Sync + Send,
+) -> Vec<SegmentMut<T>> {
+    use rayon::prelude::*;
+    let mut segments = segments;
+    if segments.iter().map(|s| s.len()).sum::<usize>() < min_len.saturating_mul(2) {
+        segments.iter_mut().for_each(&f);
+    } else {
+        segments.par_iter_mut().for_each(f);
+    }
+    segments
 }
 
 /// Spawns `f(i)` as a tokio task for every `i` in `0..n`, at most `concurrency` running

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 #[cfg(feature = "tokio")]
 use cereal_eat::AtomicArray;
-use cereal_eat::{Ptr, eat, map_with_pos, split, split_mut};
+use cereal_eat::{Ptr, eat, split, split_mut};
 
 /// `yum = eat(x, its=4, np.array)`; `(~yum[0])[0]` is 1; `yum[0][0] = 4` changes `x`.
 #[test]
@@ -43,17 +43,17 @@ fn a_handle_is_one_pointer() {
 #[test]
 fn compute_mode_repeats_the_row() {
     let x = [1i64, 2, 3, 4];
-    assert_eq!(cereal_eat::repeat_rows(&x, 4), vec![vec![1, 2, 3, 4]; 4]);
-    let view = cereal_eat::broadcast_rows(&x, 4);
+    assert_eq!(cereal_eat::compute::repeat_rows(&x, 4), vec![vec![1, 2, 3, 4]; 4]);
+    let view = cereal_eat::compute::broadcast_rows(&x, 4);
     assert_eq!(view.shape(), [4, 4]);
     assert_eq!(view.row(3).to_vec(), [1, 2, 3, 4]);
     #[cfg(feature = "arrow")]
     {
-        let df = cereal_eat::to_record_batch(&x, 4, &["a", "b", "c", "d"]).unwrap();
+        let df = cereal_eat::compute::to_record_batch(&x, 4, &["a", "b", "c", "d"]).unwrap();
         let names: Vec<_> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
         assert_eq!(names, ["a", "b", "c", "d"]);
         assert_eq!(df.num_rows(), 4);
-        assert!(cereal_eat::to_record_batch(&x, 4, &["a"]).is_err());
+        assert!(cereal_eat::compute::to_record_batch(&x, 4, &["a"]).is_err());
     }
 }
 
@@ -62,7 +62,7 @@ fn compute_mode_repeats_the_row() {
 fn addone_through_positions() {
     let mut x = vec![1, 2, 3, 4];
     let yum = split_mut(&mut x, &[4], 4).unwrap();
-    let out = map_with_pos(yum, |seg, _pos| seg[0] += 1);
+    let out: Vec<()> = yum.into_iter().map(|seg| seg[0] += 1).collect();
     assert_eq!(out, [(), (), (), ()], "[None, None, None, None]");
     assert_eq!(x, [2, 3, 4, 5]);
 }
@@ -71,13 +71,17 @@ fn addone_through_positions() {
 #[test]
 fn orchestration_4x25() {
     let (whole, segments) = split((0..100).collect::<Vec<i64>>(), &[4, 25], 4).unwrap();
-    let segments = map_with_pos(segments, |mut seg, pos| {
-        assert_eq!(seg.pos(), pos);
-        for n in 0..25 {
-            seg[n] += 1;
-        }
-        seg
-    });
+    let segments: Vec<_> = segments
+        .into_iter()
+        .enumerate()
+        .map(|(pos, mut seg)| {
+            assert_eq!(seg.pos(), pos);
+            for n in 0..25 {
+                seg[n] += 1;
+            }
+            seg
+        })
+        .collect();
     let x = whole.join(segments).unwrap();
     assert_eq!(x, (1..=100).collect::<Vec<i64>>());
 }
@@ -86,7 +90,7 @@ fn orchestration_4x25() {
 #[test]
 fn thread_pool_16x625() {
     let (whole, segments) = split((0..10_000).collect::<Vec<i64>>(), &[16, 625], 16).unwrap();
-    let segments = cereal_eat::par_for_each(segments, 0, |slice| {
+    let segments = cereal_eat::traverse::par_for_each(segments, 0, |slice| {
         for n in 0..625 {
             slice[n] += 1;
         }
@@ -105,7 +109,7 @@ fn thread_pool_16x625() {
 async fn ten_thousand_async_tasks() {
     let x = Arc::new(AtomicArray::from_vec((0..10_000i64).collect(), &[16, 625]).unwrap());
     let shared = Arc::clone(&x);
-    let all = cereal_eat::spawn_each(10_000, 10_000, move |n| {
+    let all = cereal_eat::traverse::spawn_each(10_000, 10_000, move |n| {
         let x = Arc::clone(&shared);
         async move {
             // A pseudo-random delay of 0..200 ms (the seed used up to 1 s).

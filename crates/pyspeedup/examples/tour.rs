@@ -28,9 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// cereal's `eat`.
 fn eat() -> Result<(), Box<dyn std::error::Error>> {
-    use pyspeedup::eat::{
-        AtomicArray, Ptr, broadcast_rows, eat, map_with_pos, par_for_each, split, split_mut,
-    };
+    use pyspeedup::eat::compute::broadcast_rows;
+    use pyspeedup::eat::traverse::par_for_each;
+    use pyspeedup::eat::{AtomicArray, Ptr, eat, split, split_mut};
 
     section("cereal: eat");
     println!(">>> yum = eat(x, its = 4, np.array, copy = False)");
@@ -50,16 +50,19 @@ fn eat() -> Result<(), Box<dyn std::error::Error>> {
 
     println!(">>> list(map(addone, yum, range(len(yum))))");
     let mut x = vec![1, 2, 3, 4];
-    let out = map_with_pos(split_mut(&mut x, &[4], 4)?, |seg, _| seg[0] += 1);
+    let out: Vec<()> = split_mut(&mut x, &[4], 4)?.into_iter().map(|seg| seg[0] += 1).collect();
     println!("[{}]\n>>> x\n{x:?}", out.iter().map(|()| "None").collect::<Vec<_>>().join(", "));
     assert_eq!(x, [2, 3, 4, 5]);
 
     println!(">>> x = np.arange(100).reshape(4, 25); list(map(addone, yum, range(4)))");
     let (whole, segments) = split((0..100).collect::<Vec<i64>>(), &[4, 25], 4)?;
-    let segments = map_with_pos(segments, |mut seg, _| {
-        seg.iter_mut().for_each(|v| *v += 1);
-        seg
-    });
+    let segments: Vec<_> = segments
+        .into_iter()
+        .map(|mut seg| {
+            seg.iter_mut().for_each(|v| *v += 1);
+            seg
+        })
+        .collect();
     let x = whole.join(segments).map_err(|_| "segments missing")?;
     for row in x.chunks(25) {
         println!("{row:?}");
@@ -81,7 +84,7 @@ fn eat() -> Result<(), Box<dyn std::error::Error>> {
         let x = std::sync::Arc::new(AtomicArray::from_vec((0..10_000i64).collect(), &[16, 625])?);
         let shared = std::sync::Arc::clone(&x);
         let start = std::time::Instant::now();
-        let all = pyspeedup::eat::spawn_each(10_000, 10_000, move |n| {
+        let all = pyspeedup::eat::traverse::spawn_each(10_000, 10_000, move |n| {
             let x = std::sync::Arc::clone(&shared);
             async move {
                 let delay = (n as u64).wrapping_mul(2_654_435_761) % 1000;

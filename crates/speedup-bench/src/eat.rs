@@ -6,7 +6,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cereal_eat::{AtomicArray, Ptr, SharedArray, eat, par_for_each, split};
+use cereal_eat::traverse::par_for_each;
+use cereal_eat::{AtomicArray, Ptr, SharedArray, eat, split};
 
 use crate::harness::{Config, rate, report, timed};
 
@@ -93,7 +94,7 @@ fn bench_async(c: &Config) {
             let x = Arc::new(AtomicArray::from_vec(vec![0i64; 10_000], &[16, 625]).unwrap());
             let shared = Arc::clone(&x);
             let start = Instant::now();
-            let all = cereal_eat::spawn_each(10_000, 10_000, move |n| {
+            let all = cereal_eat::traverse::spawn_each(10_000, 10_000, move |n| {
                 let x = Arc::clone(&shared);
                 async move {
                     let delay = (n as u64).wrapping_mul(2_654_435_761) % max_delay;
