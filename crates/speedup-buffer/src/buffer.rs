@@ -165,14 +165,15 @@ impl<T: Clone + Send + 'static> WindowBuilder<T> {
 }
 
 #[cfg(feature = "tokio")]
-impl<T: Send + Sync + 'static, H> BufferBuilder<T, H> {
+impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
     /// Runs `stream` ahead on a tokio task instead of a thread: an [`AsyncBuffer`](crate::AsyncBuffer)
-    /// (feature `tokio`). Must be called within a tokio runtime.
+    /// (feature `tokio`), with this builder's lookahead and halting condition. Must be
+    /// called within a tokio runtime.
     pub fn build_async<S>(self, stream: S) -> crate::AsyncBuffer<T>
     where
         S: futures::Stream<Item = T> + Send + 'static,
     {
-        crate::AsyncBuffer::start(stream, self.lookahead)
+        crate::AsyncBuffer::start(stream, self.lookahead, Box::new(self.halt))
     }
 }
 

@@ -1,5 +1,8 @@
 //! Why a buffered item is not there.
 
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// Why [`Buffer::try_get`](crate::Buffer::try_get) returned no item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -116,7 +116,7 @@ mod sync;
 mod window;
 
 pub use buffer::{Buffer, BufferBuilder, DEFAULT_LOOKAHEAD, DROP_GRACE, Iter, Prefix, WindowBuilder};
-pub use error::Error;
+pub use error::{Error, Result};
 #[cfg(feature = "tokio")]
 pub use stream::AsyncBuffer;
 pub use window::{Spill, WindowBuffer};

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use crate::error::Error;
 use crate::gate::{FINISHED, PANICKED, RUNNING};
+use crate::halt::{Halt, NonDecreasing};
 use crate::store::Store;
 
 struct Shared<T> {
@@ -45,6 +46,8 @@ struct Shared<T> {
 pub struct AsyncBuffer<T> {
     shared: Arc<Shared<T>>,
     lookahead: usize,
+    /// The halting condition of [`AsyncBuffer::contains`].
+    halt: Box<dyn Halt<T>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -54,18 +57,21 @@ impl<T> fmt::Debug for AsyncBuffer<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> AsyncBuffer<T> {
+impl<T: PartialOrd + Send + Sync + 'static> AsyncBuffer<T> {
     /// Spawns a tokio task that pulls `stream` up to [`DEFAULT_LOOKAHEAD`](crate::DEFAULT_LOOKAHEAD)
-    /// items past the furthest item asked for (other lookaheads: `Buffer::builder()
-    /// .lookahead(n).build_async(stream)`). Must be called within a tokio runtime.
+    /// items past the furthest item asked for, with the [`NonDecreasing`] halting condition
+    /// (other lookaheads and conditions: `Buffer::builder().lookahead(n).halt(h)
+    /// .build_async(stream)`). Must be called within a tokio runtime.
     pub fn new<S>(stream: S) -> Self
     where
         S: Stream<Item = T> + Send + 'static,
     {
-        Self::start(stream, crate::DEFAULT_LOOKAHEAD)
+        Self::start(stream, crate::DEFAULT_LOOKAHEAD, Box::new(NonDecreasing))
     }
+}
 
-    pub(crate) fn start<S>(stream: S, lookahead: usize) -> Self
+impl<T: Send + Sync + 'static> AsyncBuffer<T> {
+    pub(crate) fn start<S>(stream: S, lookahead: usize, halt: Box<dyn Halt<T>>) -> Self
     where
         S: Stream<Item = T> + Send + 'static,
     {
@@ -79,7 +85,88 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
             demand: Notify::new(),
         });
         let task = tokio::spawn(produce(Arc::clone(&shared), stream));
-        AsyncBuffer { shared, lookahead, task }
+        AsyncBuffer { shared, lookahead, halt, task }
+    }
+
+    /// Whether `target` occurs: a scan from the first item until it is found or the
+    /// halting condition says stop, as [`Buffer::contains`](crate::Buffer::contains) answers
+    /// (the same answer, from the same items). Always ends on a finite stream.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use futures::StreamExt;
+    /// use speedup_buffer::AsyncBuffer;
+    ///
+    /// let squares = AsyncBuffer::new(futures::stream::iter(0u64..).map(|i| i * i));
+    /// assert!(squares.contains(&144).await);
+    /// assert!(!squares.contains(&145).await); // stops at 169: the squares never decrease
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If the producer panicked before the search could end, or if the stream breaks the
+    /// order the halting condition relies on (see [`AsyncBuffer::try_contains`]).
+    pub async fn contains(&self, target: &T) -> bool
+    where
+        T: PartialEq,
+    {
+        match self.try_contains(target).await {
+            Ok(found) => found,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`AsyncBuffer::contains`], with failures as errors: a stream that breaks the
+    /// order the built-in halting conditions rely on, on an item the search examines or
+    /// on the item after the one that stops it, is [`Error::Unsorted`], not a wrong answer
+    /// or an endless scan (see [`Buffer::try_contains`](crate::Buffer::try_contains)). A
+    /// target that is not equal to itself (NaN) is never found.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsorted`], [`Error::ProducerPanicked`].
+    pub async fn try_contains(&self, target: &T) -> Result<bool, Error>
+    where
+        T: PartialEq,
+    {
+        // A target that is not equal to itself (NaN) equals no item: an endless stream
+        // would be searched forever.
+        #[allow(clippy::eq_op)]
+        if target != target {
+            return Ok(false);
+        }
+        let ordered = self.halt.assumes_order();
+        let mut previous: Option<&T> = None;
+        let mut index = 0usize;
+        loop {
+            let Some(item) = self.try_get(index).await? else { return Ok(false) };
+            if let Some(previous) = previous
+                && ordered
+                && !self.halt.keeps_order(previous, item)
+            {
+                return Err(Error::Unsorted { index });
+            }
+            if item == target {
+                return Ok(true);
+            }
+            if self.halt.halt(item, target, index.saturating_add(1)) {
+                // The stop trusts the order: check it on the next item too, so that a
+                // stream that drops right after its first large item is reported.
+                if ordered
+                    && let Some(next_index) = index.checked_add(1)
+                    && let Some(next) = self.try_get(next_index).await?
+                    && !self.halt.keeps_order(item, next)
+                {
+                    return Err(Error::Unsorted { index: next_index });
+                }
+                return Ok(false);
+            }
+            previous = Some(item);
+            let Some(next_index) = index.checked_add(1) else { return Ok(false) };
+            index = next_index;
+        }
     }
 
     /// Item `index`, waiting (asynchronously) for the producer if needed; `None` past the
