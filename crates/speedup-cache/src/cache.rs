@@ -269,12 +269,12 @@ where
         f: impl Fn(&Cache<K, V, E>, K) -> Result<V, Error<E>> + Send + Sync + 'static,
     ) -> Cache<K, V, E>
     where
-        E: Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
     {
         self.build_with(Box::new(f))
     }
 
-    fn build_with<E: Clone + Send + Sync + 'static>(self, func: Box<Func<K, V, E>>) -> Cache<K, V, E> {
+    fn build_with<E: Send + Sync + 'static>(self, func: Box<Func<K, V, E>>) -> Cache<K, V, E> {
         // Many more shards than cores: two threads rarely touch the same lock.
         let shards = (crate::cores() * 64).next_power_of_two().max(64);
         let hasher = ahash::RandomState::new();
@@ -345,7 +345,7 @@ impl<K, V, E> Cache<K, V, E>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
-    E: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
 {
     /// A fallible cache: `f` returns `Result<V, Error<E>>` (wrap your own errors as
     /// [`Error::failed`], which names the key for you), and [`Cache::try_get`] inside it

@@ -2,10 +2,16 @@
 
 use std::fmt;
 
+/// `Result` of a fallible cache's call: the value, or why there is none ([`Error`], with the
+/// function's own error type `E`).
+pub type Result<T, E = std::convert::Infallible> = std::result::Result<T, Error<E>>;
+
 /// Why [`Cache::try_get`](crate::Cache::try_get) returned no value.
 ///
-/// None of these is cached: the next request for the key computes it again.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// None of these is cached: the next request for the key computes it again. One failure
+/// reaches every caller waiting for the key, so the function's own error is shared behind an
+/// `Arc` (your error type need not be `Clone`).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error<E = std::convert::Infallible> {
     /// The function returned this error for the key (fallible caches only).
@@ -14,7 +20,7 @@ pub enum Error<E = std::convert::Infallible> {
         /// The key, as `Debug` prints it.
         key: String,
         /// The function's error.
-        error: E,
+        error: std::sync::Arc<E>,
     },
     /// The function panicked while computing the key.
     #[error("computing {key} panicked: {message}")]
@@ -59,10 +65,9 @@ pub enum Error<E = std::convert::Infallible> {
 impl<E> Error<E> {
     /// The function's own error for the key it computes, for a fallible cache's function to
     /// return (`parse(s).map_err(Error::failed)?`): the cache fills in the key, so nobody
-    /// formats it by hand. The error reaches every caller waiting for the key, so `E` is
-    /// cloned; wrap an error that is not `Clone` in an `Arc`.
+    /// formats it by hand.
     pub fn failed(error: E) -> Self {
-        Error::Failed { key: String::new(), error }
+        Error::Failed { key: String::new(), error: std::sync::Arc::new(error) }
     }
 
     /// Names `key` in a [`Error::failed`] error that does not name its key yet.
@@ -72,6 +77,25 @@ impl<E> Error<E> {
                 Error::Failed { key: describe(key), error }
             }
             other => other,
+        }
+    }
+}
+
+// By hand: a derive would ask `E: Clone`, which sharing the error behind an `Arc` avoids.
+impl<E> Clone for Error<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Error::Failed { key, error } => {
+                Error::Failed { key: key.clone(), error: std::sync::Arc::clone(error) }
+            }
+            Error::Panicked { key, message } => {
+                Error::Panicked { key: key.clone(), message: message.clone() }
+            }
+            Error::Cycle { key, path } => Error::Cycle { key: key.clone(), path: path.clone() },
+            Error::Unavailable { key, message } => {
+                Error::Unavailable { key: key.clone(), message: message.clone() }
+            }
+            Error::Corrupt { key, message } => Error::Corrupt { key: key.clone(), message: message.clone() },
         }
     }
 }

@@ -47,7 +47,7 @@ pub(crate) struct Flight<K, V, E> {
     pub(crate) node: StdArc<Node<K>>,
 }
 
-impl<K, V: Clone, E: Clone> Flight<K, V, E> {
+impl<K, V: Clone, E> Flight<K, V, E> {
     /// A flight scheduled on the pool, not started.
     pub(crate) fn queued(node: StdArc<Node<K>>) -> Self {
         Flight { state: Mutex::new(State::Queued), finished: Condvar::new(), node }

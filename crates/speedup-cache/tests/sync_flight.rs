@@ -198,11 +198,11 @@ fn errors_are_not_cached_by_the_fallible_variant() {
     let seen = Arc::clone(&attempts);
     let cache = Cache::try_new(move |_: &Cache<u64, u64, String>, k: u64| {
         if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-            return Err(Error::Failed { key: k.to_string(), error: "not yet".to_string() });
+            return Err(Error::failed("not yet".to_string()));
         }
         Ok(k)
     });
-    assert_eq!(cache.try_get(5), Err(Error::Failed { key: "5".into(), error: "not yet".into() }));
+    assert_eq!(cache.try_get(5), Err(Error::Failed { key: "5".into(), error: Arc::new("not yet".into()) }));
     assert_eq!(cache.try_get(5), Ok(5));
     let panicky =
         Cache::try_new(|_: &Cache<u64, u64, String>, _| -> Result<u64, Error<String>> { panic!("boom") });
@@ -217,7 +217,7 @@ fn failed_errors_are_named_by_the_cache_and_keep_their_key_through_dependents() 
         }
         Ok(c.try_get(k - 1)? + 1)
     });
-    let expected = Error::Failed { key: "0".into(), error: "bottom".into() };
+    let expected = Error::Failed { key: "0".into(), error: Arc::new("bottom".into()) };
     assert_eq!(cache.try_get(0), Err(expected.clone()));
     // A dependent passes on its dependency's error, which names the key that failed.
     assert_eq!(cache.try_get(3), Err(expected.clone()));
@@ -235,6 +235,33 @@ fn failed_errors_are_named_by_the_cache_and_keep_their_key_through_dependents() 
         .map(|t| t.join().unwrap())
         .collect();
     for outcome in outcomes {
-        assert_eq!(outcome, Err(Error::Failed { key: "7".into(), error: "no 7".into() }));
+        assert_eq!(outcome, Err(Error::Failed { key: "7".into(), error: Arc::new("no 7".into()) }));
     }
+}
+
+#[test]
+fn a_fallible_cache_takes_an_error_type_that_is_not_clone() {
+    #[derive(Debug, PartialEq)]
+    struct NotClone(u64);
+    impl std::fmt::Display for NotClone {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "no {}", self.0)
+        }
+    }
+    let cache = Arc::new(Cache::try_new(|_: &Cache<u64, u64, NotClone>, k: u64| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        if k % 2 == 1 { Err(Error::failed(NotClone(k))) } else { Ok(k) }
+    }));
+    let waiters: Vec<_> = (0..4)
+        .map(|_| {
+            let cache = Arc::clone(&cache);
+            std::thread::spawn(move || cache.try_get(3))
+        })
+        .collect();
+    for waiter in waiters {
+        let error = waiter.join().unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "computing 3 failed: no 3");
+        assert!(matches!(error, Error::Failed { error, .. } if *error == NotClone(3)));
+    }
+    assert_eq!(cache.try_get(4), Ok(4));
 }
