@@ -59,7 +59,7 @@ pub(crate) fn run(c: &Config) {
         match child(&cgroup, &plan, &["build", store, path.to_str().unwrap()], Some(write_deadline)) {
             Some(out) => {
                 report("outofcore", &label, implementation, one(field(&out, "rate")), "ops/s", 1, true);
-                memory(implementation, &out, &cap);
+                memory(implementation, &out, &cap, "loading");
             }
             None => {
                 // Thrashing or killed under the cap: say so, then build it without the cap
@@ -67,7 +67,8 @@ pub(crate) fn run(c: &Config) {
                 eprintln!(
                     "    {implementation}: the load did not finish under the cap within {write_deadline:?}"
                 );
-                report("outofcore", &label, implementation, one(0.0), "ops/s", 1, true);
+                let unfinished = format!("{implementation}: unfinished after {write_deadline:?}");
+                report("outofcore", &label, &unfinished, one(0.0), "ops/s", 1, true);
                 let _ = std::fs::remove_dir_all(&path);
                 child(&None, &plan, &["build", store, path.to_str().unwrap()], None)
                     .expect("an uncapped load");
@@ -89,7 +90,7 @@ pub(crate) fn run(c: &Config) {
             "    {implementation}: {:.0}% of the device's random read rate",
             100.0 * field(&out, "rate") / device
         );
-        memory(implementation, &out, &cap);
+        memory(implementation, &out, &cap, "reading");
         evict(&path);
         let scan = format!("out of core, {cap}: iterate every entry");
         match child(&cgroup, &plan, &["iterate", store, path.to_str().unwrap()], Some(write_deadline)) {
@@ -100,7 +101,8 @@ pub(crate) fn run(c: &Config) {
                 eprintln!(
                     "    {implementation}: the scan did not finish under the cap within {write_deadline:?}"
                 );
-                report("outofcore", &scan, implementation, one(0.0), "ops/s", 1, true);
+                let unfinished = format!("{implementation}: unfinished after {write_deadline:?}");
+                report("outofcore", &scan, &unfinished, one(0.0), "ops/s", 1, true);
             }
         }
     }
@@ -110,10 +112,11 @@ fn one(v: f64) -> (f64, f64, f64) {
     (v, v, v)
 }
 
-fn memory(implementation: &str, out: &str, cap: &str) {
-    let label = format!("out of core, {cap}: peak RssAnon");
+/// Peak memory of one phase (`loading`, `reading`): each phase is its own workload.
+fn memory(implementation: &str, out: &str, cap: &str, phase: &str) {
+    let label = format!("out of core, {cap}: peak RssAnon while {phase}");
     report("outofcore", &label, implementation, one(field(out, "anon-kib") / 1024.0), "MiB", 1, false);
-    let label = format!("out of core, {cap}: peak RssFile");
+    let label = format!("out of core, {cap}: peak RssFile while {phase}");
     report("outofcore", &label, implementation, one(field(out, "file-kib") / 1024.0), "MiB", 1, false);
 }
 

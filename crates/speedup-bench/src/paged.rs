@@ -248,8 +248,23 @@ impl Store for Memory {
     }
 }
 
+/// Which keys a workload inserts: random 64-bit keys, or `0..n` in order (ids, counters,
+/// timestamps: what many users load).
+#[derive(Clone, Copy)]
+enum Keys {
+    Random,
+    Sequential,
+}
+
 fn bench_store<S: Store>(c: &Config, label: &str, n: usize, value: &dyn Fn(u64) -> Value) {
-    let inserted = keys(n, 1);
+    bench_keys::<S>(c, label, n, value, Keys::Random);
+}
+
+fn bench_keys<S: Store>(c: &Config, label: &str, n: usize, value: &dyn Fn(u64) -> Value, pattern: Keys) {
+    let inserted = match pattern {
+        Keys::Random => keys(n, 1),
+        Keys::Sequential => (0..n as u64).collect(),
+    };
     let mut probe = inserted.clone();
     // Shuffle the probe order deterministically.
     let order = keys(n, 2);
@@ -331,6 +346,10 @@ pub(crate) fn run(c: &Config) {
     bench_store::<Heed>(c, &u64_label, n, &value_u64);
     bench_store::<Fjall>(c, &u64_label, n, &value_u64);
     bench_store::<Memory>(c, &u64_label, n, &value_u64);
+    let sequential = format!("{}k u64 -> u64, sequential keys 0..n", n / 1000);
+    bench_keys::<Ours>(c, &sequential, n, &value_u64, Keys::Sequential);
+    bench_keys::<Redb>(c, &sequential, n, &value_u64, Keys::Sequential);
+    bench_keys::<Heed>(c, &sequential, n, &value_u64, Keys::Sequential);
     bench_store::<Ours>(c, &str_label, n, &value_str);
     bench_store::<Redb>(c, &str_label, n, &value_str);
     bench_store::<Heed>(c, &str_label, n, &value_str);
