@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
 
 use crate::codec::{self, Role};
 use crate::errors::CycleError;
@@ -239,7 +239,16 @@ impl Cache {
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let positional_only = kwargs.is_none_or(|k| k.is_empty());
-        if positional_only && let Ok(Some(v)) = self.hits.bind(py).get_item(args) {
+        // The index of hits: one exact int or str argument is its own key (as lru_cache's
+        // fast path: no tuple to hash, and a found key compares as the int or str it is);
+        // other positional calls are keyed by their argument tuple, which never equals an
+        // int or a str.
+        let single = match args.as_slice() {
+            [arg] if arg.is_exact_instance_of::<PyInt>() || arg.is_exact_instance_of::<PyString>() => Some(arg),
+            _ => None,
+        };
+        let index_key = single.map_or(args.as_any(), |arg| arg);
+        if positional_only && let Ok(Some(v)) = self.hits.bind(py).get_item(index_key) {
             return Ok(v);
         }
         let bytes = key_bytes(args, kwargs)?;
@@ -263,7 +272,7 @@ impl Cache {
             Ok(v) => {
                 if positional_only {
                     // Unhashable-by-Python arguments simply miss this index.
-                    let _ = self.hits.bind(py).set_item(args, v.bind(py));
+                    let _ = self.hits.bind(py).set_item(index_key, v.bind(py));
                 }
                 Ok(v.bind(py).clone())
             }

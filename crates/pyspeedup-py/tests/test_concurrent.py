@@ -305,6 +305,25 @@ def test_keyword_arguments_and_kinds_of_arguments():
     assert f.__name__ == "f" and f.__wrapped__ is not None
 
 
+def test_single_arguments_and_tuples_are_different_calls():
+    # One int or str argument is its own key in the hit index; a tuple argument, several
+    # arguments and other types are keyed by the argument tuple: none answers for another.
+    @Cache
+    def f(*args):
+        return args
+
+    for _ in range(2):  # cold, then from the hit index
+        assert f(5) == (5,)
+        assert f((5,)) == ((5,),)
+        assert f("a") == ("a",)
+        assert f(("a",)) == (("a",),)
+        assert f(5, 6) == (5, 6)
+        assert f((5, 6)) == ((5, 6),)
+        assert f(10**30) == (10**30,)
+        assert f("é" * 100) == ("é" * 100,)
+    assert f(int("12345678901234567890")) is f(12345678901234567890)
+
+
 def test_apply_async_returns_at_once():
     @Cache
     def slow(n):
