@@ -244,7 +244,9 @@ impl Cache {
         // other positional calls are keyed by their argument tuple, which never equals an
         // int or a str.
         let single = match args.as_slice() {
-            [arg] if arg.is_exact_instance_of::<PyInt>() || arg.is_exact_instance_of::<PyString>() => Some(arg),
+            [arg] if arg.is_exact_instance_of::<PyInt>() || arg.is_exact_instance_of::<PyString>() => {
+                Some(arg)
+            }
             _ => None,
         };
         let index_key = single.map_or(args.as_any(), |arg| arg);
