@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyInt, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyString, PyTuple};
 
 use crate::codec::{self, Role};
 use crate::errors::CycleError;
@@ -119,6 +119,14 @@ fn push_arg(arg: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
         u32::try_from(out.len() - at - 4).map_err(|_| PyTypeError::new_err("a Cache argument over 4 GiB"))?;
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     Ok(())
+}
+
+/// An argument the hit index may key on: its Python equality is the key encoding's.
+fn plain_argument(arg: &Bound<'_, PyAny>) -> bool {
+    arg.is_exact_instance_of::<PyInt>()
+        || arg.is_exact_instance_of::<PyString>()
+        || arg.is_exact_instance_of::<PyBytes>()
+        || arg.is_none()
 }
 
 fn key_bytes(args: &Bound<'_, PyTuple>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Box<[u8]>> {
@@ -238,19 +246,19 @@ impl Cache {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let positional_only = kwargs.is_none_or(|k| k.is_empty());
-        // The index of hits: one exact int or str argument is its own key (as lru_cache's
-        // fast path: no tuple to hash, and a found key compares as the int or str it is);
-        // other positional calls are keyed by their argument tuple, which never equals an
-        // int or a str.
-        let single = match args.as_slice() {
-            [arg] if arg.is_exact_instance_of::<PyInt>() || arg.is_exact_instance_of::<PyString>() => {
-                Some(arg)
-            }
-            _ => None,
+        // The index of hits answers only calls whose arguments are exact ints, strs, bytes
+        // or None, given by position: for those, Python's `==` (the index's) and the key
+        // encoding (the cache's) agree. Others (floats, Decimals, subclasses, types with
+        // their own `__eq__`) always ask the cache, so the index never answers a call with
+        // the value of one the cache keeps apart. One int or str argument is its own key
+        // (lru_cache's fast path: no tuple to hash or compare); other calls are keyed by
+        // their argument tuple, which never equals an int or a str.
+        let indexed = kwargs.is_none_or(|k| k.is_empty()) && args.as_slice().iter().all(plain_argument);
+        let index_key = match args.as_slice() {
+            [arg] if arg.is_exact_instance_of::<PyInt>() || arg.is_exact_instance_of::<PyString>() => arg,
+            _ => args.as_any(),
         };
-        let index_key = single.map_or(args.as_any(), |arg| arg);
-        if positional_only && let Ok(Some(v)) = self.hits.bind(py).get_item(index_key) {
+        if indexed && let Ok(Some(v)) = self.hits.bind(py).get_item(index_key) {
             return Ok(v);
         }
         let bytes = key_bytes(args, kwargs)?;
@@ -272,8 +280,7 @@ impl Cache {
         let handle = self.handle();
         match py.detach(move || handle.try_get(key)) {
             Ok(v) => {
-                if positional_only {
-                    // Unhashable-by-Python arguments simply miss this index.
+                if indexed {
                     let _ = self.hits.bind(py).set_item(index_key, v.bind(py));
                 }
                 Ok(v.bind(py).clone())

@@ -324,6 +324,43 @@ def test_single_arguments_and_tuples_are_different_calls():
     assert f(int("12345678901234567890")) is f(12345678901234567890)
 
 
+class S(str):
+    pass
+
+
+class S2(str):
+    pass
+
+
+class AlwaysEqual:
+    def __init__(self, n):
+        self.n = n
+
+    def __eq__(self, other):
+        return True
+
+    def __hash__(self):
+        return 0
+
+
+def test_the_hit_index_never_answers_for_a_call_the_cache_keeps_apart():
+    # Python's == says Decimal(1) == 1 and S("a") == S2("a"); the cache's key encoding
+    # tells them apart, and the fast hit index must not answer one with the other's value.
+    from decimal import Decimal
+
+    f = Cache(lambda *a: tuple(type(x).__name__ for x in a))
+    for _ in range(2):  # cold, then warm
+        assert f(S("a")) == ("S",)
+        assert f(S2("a")) == ("S2",)
+        assert f(1, 2) == ("int", "int")
+        assert f(Decimal(1), 2) == ("Decimal", "int")
+        assert f(AlwaysEqual(1)) == ("AlwaysEqual",)
+        assert f.cached(S2("a")) and f.cached(Decimal(1), 2)
+    g = Cache(lambda x: x.n)
+    assert g(AlwaysEqual(1)) == 1
+    assert g(AlwaysEqual(2)) == 2, "a custom __eq__ does not make two calls one"
+
+
 def test_apply_async_returns_at_once():
     @Cache
     def slow(n):

@@ -74,7 +74,7 @@ pub struct AbsNonDecreasing;
 
 impl<T: Magnitude> Halt<T> for AbsNonDecreasing {
     fn halt(&self, newest: &T, target: &T, _: usize) -> bool {
-        newest.magnitude() > target.magnitude()
+        newest.cmp_magnitude(target) == Some(std::cmp::Ordering::Greater)
     }
 
     fn assumes_order(&self) -> bool {
@@ -82,10 +82,7 @@ impl<T: Magnitude> Halt<T> for AbsNonDecreasing {
     }
 
     fn keeps_order(&self, previous: &T, next: &T) -> bool {
-        matches!(
-            next.magnitude().partial_cmp(&previous.magnitude()),
-            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
-        )
+        matches!(next.cmp_magnitude(previous), Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal))
     }
 }
 
@@ -104,15 +101,49 @@ impl<T> Halt<T> for MaxAttempts {
 pub trait Magnitude {
     /// The magnitude (absolute value, norm).
     fn magnitude(&self) -> f64;
+
+    /// How this value's magnitude compares with `other`'s (`None`: incomparable, as NaN).
+    /// By default through [`Magnitude::magnitude`]; the integers compare their exact
+    /// absolute values, since an `f64` cannot tell 2^60 from 2^60 + 1 (and a search would
+    /// then miss a decrease and never stop).
+    fn cmp_magnitude(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.magnitude().partial_cmp(&other.magnitude())
+    }
 }
 
-macro_rules! magnitude {
+macro_rules! magnitude_signed {
     ($($t:ty),*) => {$(
         impl Magnitude for $t {
             fn magnitude(&self) -> f64 {
                 (*self as f64).abs()
             }
+            fn cmp_magnitude(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.unsigned_abs().cmp(&other.unsigned_abs()))
+            }
         }
     )*};
 }
-magnitude!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64);
+macro_rules! magnitude_unsigned {
+    ($($t:ty),*) => {$(
+        impl Magnitude for $t {
+            fn magnitude(&self) -> f64 {
+                *self as f64
+            }
+            fn cmp_magnitude(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+    )*};
+}
+macro_rules! magnitude_float {
+    ($($t:ty),*) => {$(
+        impl Magnitude for $t {
+            fn magnitude(&self) -> f64 {
+                f64::from(*self).abs()
+            }
+        }
+    )*};
+}
+magnitude_signed!(i8, i16, i32, i64, i128, isize);
+magnitude_unsigned!(u8, u16, u32, u64, u128, usize);
+magnitude_float!(f32, f64);

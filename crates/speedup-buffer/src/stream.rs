@@ -261,6 +261,11 @@ async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
                     unsafe { shared.items.push(item) };
                     produced += 1;
                     shared.produced.notify_waiters();
+                    // A stream that is always ready (an iterator) with demand far ahead (a
+                    // huge lookahead) would never give the runtime back: readers on a
+                    // current-thread runtime would starve and `abort` (drop) would never
+                    // land. Yield whenever tokio's cooperative budget runs out.
+                    tokio::task::coop::consume_budget().await;
                 }
                 None => return,
             }

@@ -142,3 +142,23 @@ fn scan(items: &[i64], target: i64) -> Result<bool, Error> {
     }
     Ok(false)
 }
+
+/// Magnitudes above 2^53 are compared exactly: a decrease an `f64` cannot see (2^60 + 1,
+/// then 2^60) is still an error, not an endless search.
+#[test]
+fn abs_non_decreasing_sees_decreases_beyond_f64_precision() {
+    common::within(30, || {
+        let big: i64 = 1 << 60;
+        let b = Buffer::builder()
+            .halt(halt::AbsNonDecreasing)
+            .build((0u64..).map(move |i| if i % 2 == 0 { big + 1 } else { -big }));
+        assert_eq!(b.try_contains(&(big + 3)), Err(Error::Unsorted { index: 1 }));
+        let unsigned = Buffer::builder()
+            .halt(halt::AbsNonDecreasing)
+            .build((0u64..).map(|i| if i % 2 == 0 { u64::MAX } else { u64::MAX - 1 }));
+        assert_eq!(unsigned.try_contains(&0), Err(Error::Unsorted { index: 1 }));
+        let growing = Buffer::builder().halt(halt::AbsNonDecreasing).build((0i64..).map(move |i| big + i));
+        assert_eq!(growing.try_contains(&(big + 5)), Ok(true));
+        assert_eq!(growing.try_contains(&-(big + 5)), Ok(false), "stops at the first larger magnitude");
+    });
+}

@@ -124,3 +124,31 @@ async fn the_answer_is_the_sync_buffers() {
     })
     .await;
 }
+
+/// An always-ready stream with a huge lookahead still gives the runtime back: a search on a
+/// current-thread runtime answers, and dropping the buffer stops the producer.
+#[test]
+fn an_always_ready_stream_with_a_huge_lookahead_does_not_starve_the_runtime() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = std::sync::Arc::clone(&pulled);
+        let found = rt.block_on(async move {
+            let b =
+                Buffer::builder().lookahead(usize::MAX).build_async(stream((0u64..).inspect(move |_| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })));
+            let found = b.try_contains(&5).await;
+            drop(b);
+            found
+        });
+        // The producer was aborted with the buffer: it pulls nothing more.
+        let after_drop = pulled.load(std::sync::atomic::Ordering::Relaxed);
+        rt.block_on(tokio::task::yield_now());
+        let _ = tx.send((found, after_drop == pulled.load(std::sync::atomic::Ordering::Relaxed)));
+        drop(rt);
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(30)).expect("deadline passed: the runtime starved");
+    assert_eq!(outcome, (Ok(true), true));
+}

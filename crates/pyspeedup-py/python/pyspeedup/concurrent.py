@@ -9,7 +9,10 @@ search it (``15 in count``). ``x in buffer`` stops when the halting condition
 raised by the generator is raised to the reader that reaches it.
 
 ``@Cache`` memoizes a function by its arguments (any hashable, picklable arguments;
-``int``, ``str``, ``bytes``, ``float`` without pickle). ``f.apply_async(*args)`` starts a
+``int``, ``str``, ``bytes``, ``float`` without pickle). Two calls are one when their
+arguments encode alike: numbers that compare equal as a dict's keys do (``1``, ``1.0``,
+``True``) are one argument, as with ``functools.lru_cache``; values of other types are
+told apart by type and pickled bytes (``Decimal(1)`` is not ``1``). ``f.apply_async(*args)`` starts a
 computation on the pool and returns at once; ``f.batch_async((a,), (b,))`` does so only
 when two or more are missing. Each value is computed once however many threads ask; an
 exception is raised to every caller waiting for it and is not cached; a call that depends
