@@ -2,10 +2,10 @@
 //!
 //! | module | crate | what it does |
 //! |---|---|---|
-//! | [`buffer`] | `speedup-buffer` | runs an iterator ahead of its readers on another thread: an indexable, searchable, cached read-ahead buffer |
-//! | [`cache`] | `speedup-cache` | memoizes recursive functions whose sub-calls run in parallel, once per key, without deadlocks |
-//! | [`paged`] | `speedup-paged` | `DiskDict` and `DiskList`: a dict and a list paged to disk, bounded in RAM, crash-safe |
-//! | [`eat`] | `cereal-eat` | fans one data set out to many workers without copying it |
+//! | [`buffer`](https://docs.rs/speedup-buffer) | `speedup-buffer` | runs an iterator ahead of its readers on another thread: an indexable, searchable, cached read-ahead buffer |
+//! | [`cache`](https://docs.rs/speedup-cache) | `speedup-cache` | memoizes recursive functions whose sub-calls run in parallel, once per key, without deadlocks |
+//! | [`paged`](https://docs.rs/speedup-paged) | `speedup-paged` | `DiskDict` and `DiskList`: a dict and a list paged to disk, bounded in RAM, crash-safe |
+//! | [`eat`](https://docs.rs/cereal-eat) | `cereal-eat` | fans one data set out to many workers without copying it |
 //!
 //! They are the Rust successors of two Python libraries, PySpeedup (`Buffer`, `Cache`,
 //! `DiskDict`, `DiskList`) and cereal (`eat`), keeping their ideas and fixing their bugs.
