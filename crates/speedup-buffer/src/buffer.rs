@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::Error;
 use crate::gate::{FINISHED, Gate, PANICKED};
-use crate::halt::{Halt, NonDecreasing};
+use crate::halt::{self, Halt, NonDecreasing, Step};
 use crate::store::Store;
 use crate::sync::{Arc, thread};
 use crate::window::{Spill, WindowBuffer};
@@ -448,7 +448,7 @@ impl<T: Send + Sync + 'static> Buffer<T> {
             }
             if lo < cached {
                 // The scan would stop at `lo`; the item after it is checked already if cached.
-                if ordered && lo.saturating_add(1) >= cached {
+                if lo.saturating_add(1) >= cached {
                     self.check_after_stop(lo)?;
                 }
                 return Ok(false);
@@ -463,21 +463,14 @@ impl<T: Send + Sync + 'static> Buffer<T> {
         let mut index = start;
         loop {
             let Some(item) = self.try_get(index)? else { return Ok(false) };
-            if let Some(previous) = previous
-                && ordered
-                && !self.halt.keeps_order(previous, item)
-            {
-                return Err(Error::Unsorted { index });
-            }
-            if item == target {
-                return Ok(true);
-            }
             attempts += 1;
-            if self.halt.halt(item, target, attempts) {
-                if ordered {
+            match halt::step(&*self.halt, previous, (index, item), target, attempts)? {
+                Step::Found => return Ok(true),
+                Step::Stop => {
                     self.check_after_stop(index)?;
+                    return Ok(false);
                 }
-                return Ok(false);
+                Step::Next => {}
             }
             previous = Some(item);
             let Some(next_index) = index.checked_add(1) else { return Ok(false) };
@@ -485,18 +478,18 @@ impl<T: Send + Sync + 'static> Buffer<T> {
         }
     }
 
-    /// Checks the halting condition's order over the first `cached` items (each pair once
-    /// over the buffer's life: the checked length is remembered).
-    /// The stop at item `stop` trusts the order: check it once more, on the next item, so
-    /// that a sequence that drops right after its first large item is reported.
+    /// [`halt::check_after_stop`] for a search stopped at item `stop`.
     fn check_after_stop(&self, stop: usize) -> Result<(), Error> {
-        let Some(next_index) = stop.checked_add(1) else { return Ok(()) };
-        if let (Some(item), Some(next)) = (self.try_get(stop)?, self.try_get(next_index)?)
-            && !self.halt.keeps_order(item, next)
-        {
-            return Err(Error::Unsorted { index: next_index });
+        if !self.halt.assumes_order() {
+            return Ok(()); // no order to check: the next item need not be produced
         }
-        Ok(())
+        let Some(next_index) = stop.checked_add(1) else { return Ok(()) };
+        match self.try_get(stop)? {
+            Some(stopped) => {
+                halt::check_after_stop(&*self.halt, stopped, (next_index, self.try_get(next_index)?))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Whether the first `cached` items keep the halting condition's order. Watermarks

@@ -147,3 +147,54 @@ macro_rules! magnitude_float {
 magnitude_signed!(i8, i16, i32, i64, i128, isize);
 magnitude_unsigned!(u8, u16, u32, u64, u128, usize);
 magnitude_float!(f32, f64);
+
+/// What a search does after examining one item.
+pub(crate) enum Step {
+    /// The item is the target.
+    Found,
+    /// The halting condition says the target cannot come later.
+    Stop,
+    /// Look at the next item.
+    Next,
+}
+
+/// The rules of a search from the first item, one item at a time, shared by [`Buffer`] and
+/// [`AsyncBuffer`] (which differ only in how they wait for the item): an item out of the
+/// order the condition relies on (against `previous`) is an error, the target ends the
+/// search, the condition stops it. `attempts` counts the items examined, this one included.
+///
+/// [`Buffer`]: crate::Buffer
+/// [`AsyncBuffer`]: crate::AsyncBuffer
+pub(crate) fn step<T: PartialEq>(
+    halt: &dyn Halt<T>,
+    previous: Option<&T>,
+    (index, item): (usize, &T),
+    target: &T,
+    attempts: usize,
+) -> Result<Step, crate::Error> {
+    if let Some(previous) = previous
+        && halt.assumes_order()
+        && !halt.keeps_order(previous, item)
+    {
+        return Err(crate::Error::Unsorted { index });
+    }
+    if item == target {
+        return Ok(Step::Found);
+    }
+    Ok(if halt.halt(item, target, attempts) { Step::Stop } else { Step::Next })
+}
+
+/// A [`Step::Stop`] at `stopped` trusts the order: the item after it (if any) must keep
+/// it too, so that a sequence that drops right after its first large item is reported.
+pub(crate) fn check_after_stop<T>(
+    halt: &dyn Halt<T>,
+    stopped: &T,
+    (next_index, next): (usize, Option<&T>),
+) -> Result<(), crate::Error> {
+    match next {
+        Some(next) if halt.assumes_order() && !halt.keeps_order(stopped, next) => {
+            Err(crate::Error::Unsorted { index: next_index })
+        }
+        _ => Ok(()),
+    }
+}

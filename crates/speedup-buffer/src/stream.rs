@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use crate::error::Error;
 use crate::gate::{FINISHED, PANICKED, RUNNING};
-use crate::halt::{Halt, NonDecreasing};
+use crate::halt::{self, Halt, NonDecreasing, Step};
 use crate::store::Store;
 
 struct Shared<T> {
@@ -137,31 +137,23 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
         if target != target {
             return Ok(false);
         }
-        let ordered = self.halt.assumes_order();
         let mut previous: Option<&T> = None;
         let mut index = 0usize;
         loop {
             let Some(item) = self.try_get(index).await? else { return Ok(false) };
-            if let Some(previous) = previous
-                && ordered
-                && !self.halt.keeps_order(previous, item)
-            {
-                return Err(Error::Unsorted { index });
-            }
-            if item == target {
-                return Ok(true);
-            }
-            if self.halt.halt(item, target, index.saturating_add(1)) {
-                // The stop trusts the order: check it on the next item too, so that a
-                // stream that drops right after its first large item is reported.
-                if ordered
-                    && let Some(next_index) = index.checked_add(1)
-                    && let Some(next) = self.try_get(next_index).await?
-                    && !self.halt.keeps_order(item, next)
-                {
-                    return Err(Error::Unsorted { index: next_index });
+            match halt::step(&*self.halt, previous, (index, item), target, index.saturating_add(1))? {
+                Step::Found => return Ok(true),
+                Step::Stop => {
+                    // Only a condition that relies on an order needs the next item.
+                    if self.halt.assumes_order()
+                        && let Some(next_index) = index.checked_add(1)
+                    {
+                        let next = self.try_get(next_index).await?;
+                        halt::check_after_stop(&*self.halt, item, (next_index, next))?;
+                    }
+                    return Ok(false);
                 }
-                return Ok(false);
+                Step::Next => {}
             }
             previous = Some(item);
             let Some(next_index) = index.checked_add(1) else { return Ok(false) };
