@@ -152,8 +152,7 @@ pub fn eat<T>(obj: T, its: usize) -> impl ExactSizeIterator<Item = Ptr<T>> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
-    use std::time::Duration;
+    use speedup_test_support::within;
 
     use super::*;
 
@@ -171,17 +170,9 @@ mod tests {
         assert_eq!(last.into_inner().unwrap(), [1, 2]);
     }
 
-    /// Runs `f` on a thread and waits at most 10 s for it: a deadlock fails the test
-    /// instead of hanging it.
-    fn within_deadline<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-        let (done, wait) = mpsc::channel();
-        std::thread::spawn(move || done.send(f()));
-        wait.recv_timeout(Duration::from_secs(10)).expect("finished within 10 s (no deadlock)")
-    }
-
     #[test]
     fn miri_debug_under_this_threads_write_guard_prints_locked() {
-        let text = within_deadline(|| {
+        let text = within(10, || {
             let p: Vec<Ptr<Vec<i32>>> = eat(vec![1, 2], 2).collect();
             let mut guard = p[0].write();
             guard.push(3);

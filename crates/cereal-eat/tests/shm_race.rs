@@ -11,10 +11,11 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Barrier, mpsc};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cereal_eat::{Error, SharedArray};
+use speedup_test_support::within;
 
 const CELLS: usize = 4096;
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -187,8 +188,7 @@ fn processes_racing_create_get_one_winner_and_no_signal() {
 
 #[test]
 fn threads_racing_open_or_create_share_one_store() {
-    let (done, wait) = mpsc::channel();
-    std::thread::spawn(move || {
+    within(DEADLINE.as_secs(), move || {
         let dir = tempfile::tempdir().unwrap();
         for _ in 0..knob("CEREAL_RACE_ROUNDS", 20) {
             let path = Arc::new(dir.path().join("store"));
@@ -209,9 +209,7 @@ fn threads_racing_open_or_create_share_one_store() {
             let s: SharedArray<i32> = SharedArray::open(&*path).unwrap();
             assert_eq!((creators, s.get(15)), (1, 8));
         }
-        done.send(()).unwrap();
     });
-    wait.recv_timeout(DEADLINE).expect("finished in time");
 }
 
 #[test]

@@ -12,10 +12,6 @@ use speedup_cache::{Cache, RedisConfig};
 
 use crate::harness::{Config, rate, report, timed};
 
-#[path = "../../speedup-cache/tests/common/redis_server.rs"]
-#[allow(dead_code, unreachable_pub, missing_docs)]
-mod redis_server;
-
 /// CPU-bound work taking `iters` rounds (calibrated to about 1 ms).
 fn work(n: u64, iters: u64) -> u64 {
     let mut x = n ^ 0x9E37_79B9_7F4A_7C15;
@@ -151,7 +147,7 @@ fn bench_cold_workers(c: &Config, url: &str, iters: u64) {
 }
 
 pub(crate) fn run(c: &Config) {
-    let Some(server) = redis_server::RedisServer::start() else {
+    let Some(server) = speedup_test_support::RedisServer::start() else {
         eprintln!(
             "speedup-cache Redis tier: skipped (redis-server is not installed; apt-get install redis-server)"
         );

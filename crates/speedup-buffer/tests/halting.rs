@@ -2,12 +2,11 @@
 //! is an error, never an answer that depends on what is cached, nor an endless scan.
 
 use speedup_buffer::{Buffer, Error, halt};
-
-mod common;
+use speedup_test_support::{panic_message, within};
 
 #[test]
 fn an_unsorted_sequence_is_an_error_cold_and_warm() {
-    common::within(30, || {
+    within(30, || {
         let cold = Buffer::new(vec![10, 1, 2, 3]);
         assert_eq!(cold.try_contains(&1), Err(Error::Unsorted { index: 1 }));
         let warm = Buffer::new(vec![10, 1, 2, 3]);
@@ -20,11 +19,11 @@ fn an_unsorted_sequence_is_an_error_cold_and_warm() {
 
 #[test]
 fn a_decreasing_infinite_sequence_ends_with_an_error() {
-    common::within(30, || {
+    within(30, || {
         let down = Buffer::new((0i64..).map(|n| -n));
         assert_eq!(down.try_contains(&5), Err(Error::Unsorted { index: 1 }));
-        let message = common::message(
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| down.contains(&5))).unwrap_err(),
+        let message = panic_message(
+            &*std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| down.contains(&5))).unwrap_err(),
         );
         assert!(message.contains("item 1") && message.contains("MaxAttempts"), "{message}");
     });
@@ -32,7 +31,7 @@ fn a_decreasing_infinite_sequence_ends_with_an_error() {
 
 #[test]
 fn abs_non_decreasing_checks_magnitudes() {
-    common::within(30, || {
+    within(30, || {
         let shrinking = Buffer::builder().halt(halt::AbsNonDecreasing).build((0i64..).map(|n| 100 - n));
         assert_eq!(shrinking.try_contains(&-3), Err(Error::Unsorted { index: 1 }));
         let growing = Buffer::builder()
@@ -45,7 +44,7 @@ fn abs_non_decreasing_checks_magnitudes() {
 
 #[test]
 fn conditions_without_an_order_are_not_checked() {
-    common::within(30, || {
+    within(30, || {
         let b = Buffer::builder().halt(halt::MaxAttempts(10)).build(vec![10, 1, 2, 3]);
         assert_eq!(b.try_contains(&2), Ok(true));
         assert_eq!(b.try_contains(&7), Ok(false));
@@ -66,7 +65,7 @@ fn sorted_sequences_answer_as_before() {
 /// item not comparable with the one before breaks the order too.
 #[test]
 fn incomparable_items_break_the_order() {
-    common::within(30, || {
+    within(30, || {
         let b = Buffer::new((0..).map(|n: i64| if n % 2 == 1 { f64::NAN } else { -(n as f64) }));
         assert_eq!(b.try_contains(&1.0), Err(Error::Unsorted { index: 1 }));
         let magnitudes = Buffer::builder()
@@ -79,7 +78,7 @@ fn incomparable_items_break_the_order() {
 /// NaN equals nothing: a search for it ends at once, even on an endless sequence.
 #[test]
 fn a_nan_target_is_never_found_and_never_hangs() {
-    common::within(30, || {
+    within(30, || {
         assert_eq!(Buffer::new((0..).map(|n: i64| n as f64)).try_contains(&f64::NAN), Ok(false));
         assert_eq!(Buffer::new(std::iter::repeat(f64::NAN)).try_contains(&f64::NAN), Ok(false));
     });
@@ -98,7 +97,7 @@ fn next(state: &mut u64) -> u64 {
 /// fresh buffer and one on a fully produced buffer agree, and both agree with a scan.
 #[test]
 fn the_answer_is_the_same_cold_and_warm() {
-    common::within(120, || {
+    within(120, || {
         let mut state = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..3000 {
             let len = (next(&mut state) % 7) as usize;
@@ -147,7 +146,7 @@ fn scan(items: &[i64], target: i64) -> Result<bool, Error> {
 /// then 2^60) is still an error, not an endless search.
 #[test]
 fn abs_non_decreasing_sees_decreases_beyond_f64_precision() {
-    common::within(30, || {
+    within(30, || {
         let big: i64 = 1 << 60;
         let b = Buffer::builder()
             .halt(halt::AbsNonDecreasing)

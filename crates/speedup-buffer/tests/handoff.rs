@@ -8,8 +8,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use speedup_buffer::Buffer;
-
-mod common;
+use speedup_test_support::within;
 
 fn rounds(default: usize) -> usize {
     std::env::var("SPEEDUP_BUFFER_ROUNDS")
@@ -44,7 +43,7 @@ fn channel() -> (mpsc::Sender<u64>, Channel, Arc<AtomicBool>) {
 #[test]
 fn a_slow_producer_is_not_held_back_by_the_lookahead() {
     for lookahead in [16, 64] {
-        common::within(30, move || {
+        within(30, move || {
             let b = Buffer::builder()
                 .lookahead(lookahead)
                 .build((0u64..).inspect(|_| std::thread::sleep(Duration::from_millis(50))));
@@ -59,7 +58,7 @@ fn a_slow_producer_is_not_held_back_by_the_lookahead() {
 
 #[test]
 fn items_sent_through_a_channel_are_readable_before_more_arrive() {
-    common::within(30, || {
+    within(30, || {
         let (tx, items, dropped) = channel();
         let b = Buffer::new(items);
         tx.send(7).unwrap();
@@ -85,7 +84,7 @@ fn items_sent_through_a_channel_are_readable_before_more_arrive() {
 #[test]
 fn every_item_reaches_a_waiting_reader_at_once() {
     let rounds = rounds(2_000);
-    common::within(120, move || {
+    within(120, move || {
         let (tx, items, _dropped) = channel();
         let (ack_tx, ack_rx) = mpsc::channel::<()>();
         let b = Arc::new(Buffer::builder().lookahead(4).build(items));
@@ -114,7 +113,7 @@ fn every_item_reaches_a_waiting_reader_at_once() {
 
 #[test]
 fn dropping_a_window_buffer_does_not_wait_for_a_blocked_producer() {
-    common::within(30, || {
+    within(30, || {
         let (tx, items, dropped) = channel();
         let b = Buffer::builder().lookahead(4).window(8).build(items);
         tx.send(1).unwrap();

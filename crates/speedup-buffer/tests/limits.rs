@@ -1,12 +1,11 @@
 //! Indices and lookaheads at the limits of `usize`: no overflow, no hang, no panic.
 
 use speedup_buffer::Buffer;
-
-mod common;
+use speedup_test_support::within;
 
 #[test]
 fn huge_indices_past_the_end_are_none() {
-    common::within(30, || {
+    within(30, || {
         let b = Buffer::new(0u64..1000);
         assert_eq!(b.get(1 << 63), None);
         assert_eq!(b.get(usize::MAX), None);
@@ -18,7 +17,7 @@ fn huge_indices_past_the_end_are_none() {
 
 #[test]
 fn the_largest_lookahead_is_accepted() {
-    common::within(30, || {
+    within(30, || {
         let b = Buffer::builder().lookahead(usize::MAX).build(0u64..100);
         assert_eq!(b.get(5), Some(&5));
         assert_eq!(b.get(usize::MAX), None);
@@ -29,7 +28,7 @@ fn the_largest_lookahead_is_accepted() {
 
 #[test]
 fn a_window_buffer_at_the_limits() {
-    common::within(30, || {
+    within(30, || {
         let b = Buffer::builder().lookahead(4).window(8).build(0u64..100);
         assert_eq!(b.get(usize::MAX), Ok(None));
         let wide = Buffer::builder().lookahead(usize::MAX).window(usize::MAX).build(0u64..100);
@@ -43,7 +42,7 @@ fn a_window_buffer_at_the_limits() {
 fn an_async_buffer_at_the_limits() {
     use futures::StreamExt;
 
-    common::within(30, || {
+    within(30, || {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(async {
             let b = Buffer::builder().lookahead(usize::MAX).build_async(futures::stream::iter(0u64..100));

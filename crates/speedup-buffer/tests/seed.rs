@@ -1,8 +1,7 @@
 //! The seed's examples ("Concurrent Buffer"), and the original's bugs, as tests.
 
 use speedup_buffer::{Buffer, halt};
-
-mod common;
+use speedup_test_support::within;
 
 #[test]
 fn count_indexing_and_enumerate_until_five() {
@@ -26,7 +25,7 @@ fn count_indexing_and_enumerate_until_five() {
 /// that is absent but below the frontier (3.5 in a counter) never returned.
 #[test]
 fn contains_is_right_and_always_returns() {
-    common::within(10, || {
+    within(10, || {
         let count = Buffer::new((0u32..).map(f64::from));
         assert!(count.contains(&100.0));
         assert!(!count.contains(&3.5), "absent below the frontier: false, at once");
@@ -59,7 +58,7 @@ fn complex_spiral_with_abs_non_decreasing() {
 
 #[test]
 fn finite_sequences_end_explicitly() {
-    common::within(10, || {
+    within(10, || {
         let b = Buffer::new(vec![3, 1, 2]);
         assert_eq!(b.get(2), Some(&2));
         assert_eq!(b.get(3), None, "the original's reader hung here");

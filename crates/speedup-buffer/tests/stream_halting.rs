@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use speedup_buffer::{AsyncBuffer, Buffer, Error, halt};
+use speedup_test_support::within_async;
 
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(30), f).await.expect("deadline passed: a hang")
-}
+/// Every search here finishes in milliseconds; this is the line past which it hangs.
+const LIMIT: Duration = Duration::from_secs(30);
 
 fn stream<T: Send + 'static>(
     items: impl IntoIterator<Item = T, IntoIter: Send + 'static>,
@@ -20,7 +20,7 @@ fn stream<T: Send + 'static>(
 
 #[tokio::test]
 async fn unsorted_and_decreasing_streams_are_errors() {
-    within(async {
+    within_async(LIMIT, async {
         let b = AsyncBuffer::new(stream(vec![10, 1, 2, 3]));
         assert_eq!(b.try_contains(&1).await, Err(Error::Unsorted { index: 1 }));
         assert_eq!(b.try_contains(&10).await, Ok(true), "found before the break");
@@ -35,7 +35,7 @@ async fn unsorted_and_decreasing_streams_are_errors() {
 
 #[tokio::test]
 async fn sorted_infinite_streams_end() {
-    within(async {
+    within_async(LIMIT, async {
         let evens = AsyncBuffer::new(stream((0u64..).map(|n| n * 2)));
         assert!(evens.contains(&100).await);
         assert!(!evens.contains(&101).await);
@@ -52,7 +52,7 @@ async fn sorted_infinite_streams_end() {
 
 #[tokio::test]
 async fn the_builders_halting_condition_is_used() {
-    within(async {
+    within_async(LIMIT, async {
         let b = Buffer::builder().halt(halt::MaxAttempts(10)).build_async(stream(vec![10, 1, 2, 3]));
         assert_eq!(b.try_contains(&2).await, Ok(true));
         assert_eq!(b.try_contains(&7).await, Ok(false));
@@ -75,7 +75,7 @@ async fn the_builders_halting_condition_is_used() {
 
 #[tokio::test]
 async fn a_producer_panic_during_a_search_is_an_error() {
-    within(async {
+    within_async(LIMIT, async {
         let b =
             AsyncBuffer::new(stream(0u32..).map(|i| if i == 3 { panic!("stream broke at {i}") } else { i }));
         match b.try_contains(&10).await {
@@ -99,7 +99,7 @@ fn next(state: &mut u64) -> u64 {
 /// lookahead and every target, the async search answers as the sync one, cold and warm.
 #[tokio::test]
 async fn the_answer_is_the_sync_buffers() {
-    within(async {
+    within_async(LIMIT, async {
         let mut state = 0x2545_f491_4f6c_dd1d;
         for _ in 0..1000 {
             let len = (next(&mut state) % 7) as usize;

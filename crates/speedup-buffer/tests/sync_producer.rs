@@ -5,8 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use speedup_buffer::{Buffer, Error};
-
-mod common;
+use speedup_test_support::{panic_message, within};
 
 #[test]
 fn the_producer_stops_lookahead_items_past_the_furthest_request() {
@@ -24,7 +23,7 @@ fn the_producer_stops_lookahead_items_past_the_furthest_request() {
 
 #[test]
 fn many_readers_see_the_same_sequence() {
-    common::within(60, || {
+    within(60, || {
         let b = Arc::new(Buffer::builder().lookahead(32).build(0u64..100_000));
         let start = Arc::new(Barrier::new(8));
         let readers: Vec<_> = (0..8)
@@ -49,13 +48,13 @@ fn many_readers_see_the_same_sequence() {
 
 #[test]
 fn a_producer_panic_reaches_readers_with_its_message() {
-    common::within(10, || {
+    within(10, || {
         let b = Buffer::new((0u32..).map(|i| if i == 10 { panic!("generator failed at {i}") } else { i }));
         assert_eq!(b.get(9), Some(&9));
         let err = b.try_get(10).unwrap_err();
         assert_eq!(err, Error::ProducerPanicked { index: 10, message: "generator failed at 10".into() });
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| b.get(50))).unwrap_err();
-        assert!(common::message(caught).contains("generator failed at 10"));
+        assert!(panic_message(&*caught).contains("generator failed at 10"));
         assert_eq!(b.get(3), Some(&3), "items before the panic stay readable");
     });
 }
@@ -80,7 +79,7 @@ impl<I> Drop for Flagged<I> {
 
 #[test]
 fn dropping_the_buffer_stops_and_joins_an_infinite_producer() {
-    common::within(10, || {
+    within(10, || {
         let dropped = Arc::new(AtomicBool::new(false));
         let produced = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&produced);
@@ -102,7 +101,7 @@ fn dropping_the_buffer_stops_and_joins_an_infinite_producer() {
 
 #[test]
 fn a_reader_waiting_on_a_slow_producer_keeps_the_buffer_alive() {
-    common::within(10, || {
+    within(10, || {
         let dropped = Arc::new(AtomicBool::new(false));
         let b = Arc::new(Buffer::new(Flagged {
             inner: (0u64..).inspect(|&i| {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use speedup_cache::AsyncCache;
+use speedup_test_support::{panic_message, within_async};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_share_one_evaluation() {
@@ -95,12 +96,7 @@ fn rounds(default: usize) -> usize {
 }
 
 fn panic_text(error: tokio::task::JoinError) -> String {
-    let payload = error.into_panic();
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
+    panic_message(&*error.into_panic())
 }
 
 /// Two tasks start 0 and 1 at once; 0 needs 1 and 1 needs 0. Both report the cycle, in
@@ -259,11 +255,6 @@ async fn a_task_spawned_by_the_function_is_not_a_cycle() {
     }
 }
 
-/// Fails the test instead of hanging it.
-async fn within<T>(limit: Duration, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(limit, f).await.expect("deadline passed: a hang")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_bounds_the_values_kept_under_concurrent_callers() {
     for capacity in [1usize, 2, 10, 100] {
@@ -288,7 +279,7 @@ async fn capacity_bounds_the_values_kept_under_concurrent_callers() {
                 })
             })
             .collect();
-        within(Duration::from_secs(60), async {
+        within_async(Duration::from_secs(60), async {
             for t in tasks {
                 t.await.unwrap();
             }
@@ -332,7 +323,7 @@ async fn an_evicted_value_whose_drop_uses_the_cache_does_not_deadlock() {
         async move { touch }
     });
     let _ = slot.set(cache.clone());
-    within(Duration::from_secs(20), async {
+    within_async(Duration::from_secs(20), async {
         for k in 0..200 {
             let _ = cache.get(k).await;
         }
@@ -356,7 +347,7 @@ async fn apply_async_starts_a_key_that_get_then_awaits_once() {
     });
     cache.apply_async(41);
     cache.apply_async(41); // in flight or cached: nothing new
-    within(Duration::from_secs(20), started_rx).await.unwrap(); // ran without any get
+    within_async(Duration::from_secs(20), started_rx).await.unwrap(); // ran without any get
     assert_eq!(cache.get(41).await, 42);
     cache.apply_async(41); // cached: nothing new
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -376,7 +367,7 @@ async fn batch_async_starts_the_missing_keys_only_when_two_or_more_are_missing()
     assert!(!cache.contains_key(&2));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     cache.batch_async([1, 2, 3]);
-    within(Duration::from_secs(20), async {
+    within_async(Duration::from_secs(20), async {
         while !(cache.contains_key(&2) && cache.contains_key(&3)) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -396,7 +387,7 @@ async fn batch_async_starts_the_missing_keys_only_when_two_or_more_are_missing()
             fib.get(n - 1).await.wrapping_add(fib.get(n - 2).await)
         }
     });
-    assert_eq!(within(Duration::from_secs(60), fib.get(90)).await, 4660046610375530309);
+    assert_eq!(within_async(Duration::from_secs(60), fib.get(90)).await, 4660046610375530309);
     assert_eq!(calls.load(Ordering::SeqCst), 91);
 }
 
@@ -420,11 +411,11 @@ async fn a_backing_tier_that_panics_fails_the_call_and_is_not_cached() {
         .backing(Arc::clone(&backing))
         .build(|_: AsyncCache<u64, u64>, k: u64| async move { k * 10 });
     let c = cache.clone();
-    let first = within(Duration::from_secs(20), tokio::spawn(async move { c.get(3).await })).await;
+    let first = within_async(Duration::from_secs(20), tokio::spawn(async move { c.get(3).await })).await;
     let message = first.unwrap_err().into_panic();
     let message = message.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(message.contains("the disk went away"), "{message}");
     assert!(!cache.contains_key(&3));
-    assert_eq!(within(Duration::from_secs(20), cache.get(3)).await, 30, "the next get computes again");
+    assert_eq!(within_async(Duration::from_secs(20), cache.get(3)).await, 30, "the next get computes again");
     assert_eq!(*backing.1.lock().unwrap(), vec![(3, 30)], "the computed value was stored");
 }

@@ -8,18 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use speedup_cache::{AsyncCache, Cache};
-
-fn deadline<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> Result<T, &'static str> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err("panicked"),
-        Err(_) => Err("HUNG"),
-    }
-}
+use speedup_test_support::within;
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -28,14 +17,14 @@ fn rt() -> tokio::runtime::Runtime {
 /// The iterator given to `batch_async` may read the cache (it runs before the lock is taken).
 #[test]
 fn batch_async_with_an_iterator_that_reads_the_cache() {
-    let sync = deadline(10, || {
+    let sync = within(10, || {
         let cache = Cache::new(|_: &Cache<u64, u64>, k: u64| k + 1);
         let c2 = cache.clone();
         cache.batch_async((0..4u64).filter(move |k| !c2.contains_key(k)));
         cache.get(3)
     });
-    assert_eq!(sync, Ok(4), "control: the sync Cache");
-    let r = deadline(10, || {
+    assert_eq!(sync, 4, "control: the sync Cache");
+    let r = within(10, || {
         rt().block_on(async {
             let cache = AsyncCache::new(|_: AsyncCache<u64, u64>, k: u64| async move { k + 1 });
             let c2 = cache.clone();
@@ -43,7 +32,7 @@ fn batch_async_with_an_iterator_that_reads_the_cache() {
             cache.get(3).await
         })
     });
-    assert_eq!(r, Ok(4), "AsyncCache::batch_async");
+    assert_eq!(r, 4, "AsyncCache::batch_async");
 }
 
 // A value's `Clone` may read the cache: a hit clones after the lock is released.
@@ -71,13 +60,13 @@ impl Clone for SProbe {
 }
 #[test]
 fn a_value_whose_clone_reads_the_cache() {
-    let sync = deadline(10, || {
+    let sync = within(10, || {
         let c = SYNC.get_or_init(|| Cache::new(|_: &Cache<u64, SProbe>, k: u64| SProbe(k)));
         c.get(1);
         c.get(1).0
     });
-    assert_eq!(sync, Ok(1), "control: the sync Cache");
-    let r = deadline(10, || {
+    assert_eq!(sync, 1, "control: the sync Cache");
+    let r = within(10, || {
         rt().block_on(async {
             let c = ASYNC
                 .get_or_init(|| AsyncCache::new(|_: AsyncCache<u64, Probe>, k: u64| async move { Probe(k) }));
@@ -85,7 +74,7 @@ fn a_value_whose_clone_reads_the_cache() {
             c.get(1).await.0
         })
     });
-    assert_eq!(r, Ok(1), "AsyncCache hit");
+    assert_eq!(r, 1, "AsyncCache hit");
 }
 
 // A panic in an evicted value's `Drop` is logged, not passed on to the call whose new value
@@ -101,7 +90,7 @@ impl Drop for Bomb {
 }
 #[test]
 fn a_panicking_drop_of_an_evicted_value_does_not_fail_another_key() {
-    let r = deadline(20, || {
+    let r = within(20, || {
         rt().block_on(async {
             let cache = AsyncCache::builder()
                 .capacity(1)
@@ -112,27 +101,27 @@ fn a_panicking_drop_of_an_evicted_value_does_not_fail_another_key() {
             (got, cache.contains_key(&1))
         })
     });
-    let (got, cached) = r.unwrap();
+    let (got, cached) = r;
     assert_eq!(got, Ok(1), "get(1) failed although its value was computed");
     assert!(cached);
 }
 
 #[test]
 fn a_panicking_drop_of_an_evicted_value_does_not_fail_the_sync_cache_either() {
-    let r = deadline(20, || {
+    let r = within(20, || {
         let cache = Cache::builder().capacity(1).build(|_: &Cache<u64, Bomb>, k: u64| Bomb(k, Arc::new(())));
         drop(cache.get(0));
         let got = cache.get(1).0;
         (got, cache.contains_key(&1), cache.contains_key(&0))
     });
-    assert_eq!(r, Ok((1, true, false)));
+    assert_eq!(r, (1, true, false));
 }
 
 /// Under the handle of a runtime that was shut down, `get` panics saying so (it once spun:
 /// spawn, cancelled, vacate, spawn, ...), and the key stays free for a live runtime.
 #[test]
 fn get_under_the_handle_of_a_dead_runtime_panics_instead_of_spinning() {
-    let r = deadline(5, || {
+    let r = within(5, || {
         let cache = AsyncCache::new(|_: AsyncCache<u64, u64>, k: u64| async move { k });
         let dead_rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let handle = dead_rt.handle().clone();
@@ -147,7 +136,7 @@ fn get_under_the_handle_of_a_dead_runtime_panics_instead_of_spinning() {
         assert!(message.contains("shut down"), "{message}");
         rt().block_on(cache.get(1))
     });
-    assert_eq!(r, Ok(1), "the key is computed on a live runtime afterwards");
+    assert_eq!(r, 1, "the key is computed on a live runtime afterwards");
 }
 
 /// A computation started on a current-thread runtime runs when that runtime is driven
@@ -155,7 +144,7 @@ fn get_under_the_handle_of_a_dead_runtime_panics_instead_of_spinning() {
 /// and once it is dropped the next `get` computes the key afresh.
 #[test]
 fn a_computation_parked_on_an_idle_current_thread_runtime_waits_for_it_or_its_drop() {
-    let r = deadline(20, || {
+    let r = within(20, || {
         let cache = AsyncCache::new(|_: AsyncCache<u64, u64>, k: u64| async move { k });
         let idle = tokio::runtime::Builder::new_current_thread().build().unwrap();
         idle.block_on(async { cache.apply_async(1) });
@@ -165,5 +154,5 @@ fn a_computation_parked_on_an_idle_current_thread_runtime_waits_for_it_or_its_dr
         drop(idle);
         (waited.is_err(), live.block_on(cache.get(1)))
     });
-    assert_eq!(r, Ok((true, 1)));
+    assert_eq!(r, (true, 1));
 }

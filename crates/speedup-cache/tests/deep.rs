@@ -1,14 +1,13 @@
 //! Deep cold recursion does not overflow the stack, and the capacity bound holds.
 
 use speedup_cache::Cache;
-
-mod common;
+use speedup_test_support::within;
 
 const P: u64 = 1_000_000_007;
 
 #[test]
 fn fib_100_000_cold_on_a_default_stack() {
-    common::within(120, || {
+    within(120, || {
         // A spawned thread has Rust's default 2 MiB stack; 100,000 nested gets need far
         // more, which the cache grows on demand.
         let fib = Cache::new(

@@ -3,12 +3,10 @@
 //! so that no other test's threads are counted.
 #![cfg(feature = "redis")]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::redis_server::RedisServer;
 use speedup_cache::{Cache, RedisConfig};
+use speedup_test_support::RedisServer;
 
 fn redis_threads() -> usize {
     std::fs::read_dir("/proc/self/task")

@@ -1,18 +1,15 @@
 //! The Redis tier against a real `redis-server` that each test starts on a free loopback
-//! port (see `common/redis_server.rs`; a missing server fails the test in CI).
+//! port (see `speedup_test_support::RedisServer`; a missing server fails the test in CI).
 #![cfg(feature = "redis")]
-
-mod common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::redis_server::RedisServer;
-use common::within;
 use redis::Commands;
 use speedup_cache::{Cache, Error, FailMode, RedisConfig};
+use speedup_test_support::{Recorded, Recorder, RedisServer, free_port, panic_message, within};
 
 /// Counts computations in Redis itself (`INCR count:<n>`), so that workers in other
 /// processes add to the same counters.
@@ -411,7 +408,7 @@ fn a_failed_computation_releases_its_lease_at_once() {
     assert_eq!(value, 6);
     assert_eq!((stats.waited, stats.taken_over, stats.computed), (1, 1, 1));
     let panic = attempt.join().unwrap().unwrap_err();
-    assert!(common::message(panic).contains("no value for 5"));
+    assert!(panic_message(&*panic).contains("no value for 5"));
     let lease_keys: Vec<Vec<u8>> = server.connection().keys("speedup:failure:*:l:*").unwrap();
     assert!(lease_keys.is_empty(), "no lease left behind");
 }
@@ -543,12 +540,12 @@ fn redis_stopped_fails_closed_when_asked_to() {
     assert!(text.contains("127.0.0.1") && text.contains("unreachable"), "{text}");
     assert!(!cache.contains_key(&5), "an unavailable tier is not cached");
     let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(5))).unwrap_err();
-    assert!(common::message(panic).contains("unavailable"));
+    assert!(panic_message(&*panic).contains("unavailable"));
 }
 
 #[test]
 fn a_cache_built_while_redis_is_down_works_locally() {
-    let url = format!("redis://127.0.0.1:{}/", common::redis_server::free_port());
+    let url = format!("redis://127.0.0.1:{}/", free_port());
     let config = RedisConfig::new(&url, "nowhere").unwrap().timeout(Duration::from_millis(300));
     let open = Cache::builder().redis(config.clone()).build(|_: &Cache<u64, u64>, n: u64| n + 1);
     assert_eq!(open.get(1), 2);
@@ -590,7 +587,7 @@ fn corrupt_or_foreign_values_are_errors_not_garbage() {
         assert!(message.contains("speedup:corrupt:"), "names the Redis key: {message}");
         assert!(!reader.contains_key(&1), "{what}: not cached");
         let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.get(1))).unwrap_err();
-        assert!(common::message(panic).contains("invalid value"), "{what}");
+        assert!(panic_message(&*panic).contains("invalid value"), "{what}");
     }
     // Another Redis type at the key.
     let _: () = conn.del(&key).unwrap();
@@ -722,7 +719,7 @@ mod async_cache {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_async_cache_fails_closed_with_a_message() {
-        let url = format!("redis://127.0.0.1:{}/", common::redis_server::free_port());
+        let url = format!("redis://127.0.0.1:{}/", free_port());
         let config = RedisConfig::new(&url, "nowhere").unwrap().fail_mode(FailMode::Closed);
         let cache = AsyncCache::with_redis(config, |_: AsyncCache<u64, u64>, n: u64| async move { n });
         let handle = tokio::spawn({
@@ -730,7 +727,7 @@ mod async_cache {
             async move { cache.get(1).await }
         });
         let panic = handle.await.unwrap_err().into_panic();
-        assert!(common::message(panic).contains("unavailable"));
+        assert!(panic_message(&*panic).contains("unavailable"));
         assert!(!cache.contains_key(&1));
         let open = AsyncCache::with_redis(
             RedisConfig::new(&url, "nowhere").unwrap(),
@@ -741,52 +738,19 @@ mod async_cache {
     }
 }
 
-/// Collects the level, message and `addr` field of every `tracing` event, on every thread:
-/// the cache's own threads (the pub/sub listener, the lease refresher) may be the first to
-/// notice an outage, so a recorder for the test's thread alone would miss it.
-#[derive(Clone, Default)]
-struct Recorder(Arc<std::sync::Mutex<Vec<(tracing::Level, String, String)>>>);
-
-impl tracing::Subscriber for Recorder {
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Message(String, String);
-        impl tracing::field::Visit for Message {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                match field.name() {
-                    "message" => self.0 = format!("{value:?}"),
-                    "addr" => self.1 = format!("{value:?}"),
-                    _ => {}
-                }
-            }
-        }
-        let mut message = Message(String::new(), String::new());
-        event.record(&mut message);
-        self.0.lock().unwrap().push((*event.metadata().level(), message.0, message.1));
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[test]
 fn an_outage_is_logged_once_and_so_is_the_recovery() {
     let Some(mut server) = RedisServer::start() else { return };
     let recorder = Recorder::default();
-    let all_events = Arc::clone(&recorder.0);
+    let all_events = recorder.clone();
     // Process-wide (the only test here that records): other tests' events are told apart
     // by their server's port.
     tracing::subscriber::set_global_default(recorder).expect("no other global subscriber");
     let port = server.url().rsplit(':').next().unwrap().trim_end_matches('/').to_string();
     let ours = move || -> Vec<(tracing::Level, String)> {
-        let events = all_events.lock().unwrap();
-        events.iter().filter(|(_, _, addr)| addr.contains(&port)).map(|(l, m, _)| (*l, m.clone())).collect()
+        let on_our_server =
+            |r: &Recorded| r.fields.iter().any(|(name, value)| name == "addr" && value.contains(&port));
+        all_events.recorded().into_iter().filter(on_our_server).map(|r| (r.level, r.message)).collect()
     };
     {
         let config =

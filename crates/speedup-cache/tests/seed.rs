@@ -2,8 +2,7 @@
 
 use num_bigint::BigUint;
 use speedup_cache::Cache;
-
-mod common;
+use speedup_test_support::within;
 
 #[test]
 fn fibonacci_as_a_simple_cache() {
@@ -18,7 +17,7 @@ fn fibonacci_as_a_simple_cache() {
 
 #[test]
 fn fibonacci_with_apply_async() {
-    common::within(60, || {
+    within(60, || {
         let fibonacci = Cache::new(|f: &Cache<u64, BigUint>, n: u64| {
             if n < 2 {
                 return BigUint::from(1u32);
@@ -33,7 +32,7 @@ fn fibonacci_with_apply_async() {
 
 #[test]
 fn fibonacci_with_batch_async() {
-    common::within(60, || {
+    within(60, || {
         let fibonacci = Cache::new(|f: &Cache<u64, BigUint>, n: u64| {
             if n < 2 {
                 return BigUint::from(1u32);

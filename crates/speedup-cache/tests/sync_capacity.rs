@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use speedup_cache::Cache;
-
-mod common;
+use speedup_test_support::within;
 
 /// A value that counts how many of its kind are alive.
 #[derive(Debug)]
@@ -93,7 +92,7 @@ impl Drop for Reentrant {
 
 #[test]
 fn an_evicted_value_may_use_the_cache_in_its_drop() {
-    common::within(30, || {
+    within(30, || {
         let cache = REENTRANT.get_or_init(|| {
             Cache::builder().capacity(3).build(|_: &Cache<u64, Reentrant>, n: u64| Reentrant(n))
         });

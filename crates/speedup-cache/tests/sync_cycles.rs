@@ -4,15 +4,14 @@
 use std::sync::{Arc, Barrier};
 
 use speedup_cache::{Cache, Error};
-
-mod common;
+use speedup_test_support::{panic_message, within};
 
 #[test]
 fn a_key_that_asks_for_itself_panics_naming_it() {
-    common::within(10, || {
+    within(10, || {
         let cache = Cache::new(|c: &Cache<u64, u64>, k: u64| c.get(k) + 1);
-        let msg = common::message(
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(42))).unwrap_err(),
+        let msg = panic_message(
+            &*std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(42))).unwrap_err(),
         );
         assert!(msg.contains("cycle") && msg.contains("42"), "{msg}");
         assert!(cache.is_empty(), "nothing was cached");
@@ -21,7 +20,7 @@ fn a_key_that_asks_for_itself_panics_naming_it() {
 
 #[test]
 fn an_indirect_cycle_is_an_error_in_try_get() {
-    common::within(10, || {
+    within(10, || {
         let cache = Cache::try_new(|c: &Cache<u64, u64, ()>, k: u64| {
             let next = if k == 3 { 1 } else { k + 1 };
             c.try_get(next)
@@ -38,7 +37,7 @@ fn an_indirect_cycle_is_an_error_in_try_get() {
 
 #[test]
 fn a_cycle_across_two_threads_is_reported_not_hung() {
-    common::within(30, || {
+    within(30, || {
         // Key 1 (thread A) and key 2 (thread B) start together, then each asks for the other.
         let both_started = Arc::new(Barrier::new(2));
         let barrier = Arc::clone(&both_started);
@@ -65,7 +64,7 @@ fn a_cycle_across_two_threads_is_reported_not_hung() {
 
 #[test]
 fn a_cycle_message_names_the_whole_chain() {
-    common::within(10, || {
+    within(10, || {
         let cache =
             Cache::try_new(|c: &Cache<u64, u64, ()>, k: u64| c.try_get(if k == 12 { 10 } else { k + 1 }));
         match cache.try_get(10) {
@@ -75,8 +74,8 @@ fn a_cycle_message_names_the_whole_chain() {
             }
             other => panic!("expected a cycle, got {other:?}"),
         }
-        let message = common::message(
-            std::panic::catch_unwind(|| {
+        let message = panic_message(
+            &*std::panic::catch_unwind(|| {
                 Cache::new(|c: &Cache<u64, u64>, k: u64| c.get(if k == 12 { 10 } else { k + 1 })).get(11)
             })
             .unwrap_err(),
@@ -87,7 +86,7 @@ fn a_cycle_message_names_the_whole_chain() {
 
 #[test]
 fn a_cycle_across_threads_names_the_whole_chain() {
-    common::within(30, || {
+    within(30, || {
         // 10 (thread A) waits for 11 (thread B), which needs 12, which needs 10.
         let both_started = Arc::new(Barrier::new(2));
         let barrier = Arc::clone(&both_started);

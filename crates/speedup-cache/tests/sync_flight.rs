@@ -6,8 +6,7 @@ use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::Duration;
 
 use speedup_cache::{Cache, Error};
-
-mod common;
+use speedup_test_support::{panic_message, within};
 
 #[test]
 fn each_key_runs_once_however_many_threads_ask() {
@@ -52,7 +51,7 @@ fn a_panic_is_not_cached_and_does_not_poison_the_key() {
     });
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(3))).unwrap_err();
     assert_eq!(
-        common::message(caught),
+        panic_message(&*caught),
         "first attempt at 3 fails",
         "the original message reaches the caller"
     );
@@ -63,7 +62,7 @@ fn a_panic_is_not_cached_and_does_not_poison_the_key() {
 
 #[test]
 fn waiters_get_the_panic_too_and_nothing_hangs() {
-    common::within(30, || {
+    within(30, || {
         let (entered_tx, entered_rx) = mpsc::channel::<()>();
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let gate = Mutex::new(Some((entered_tx, release_rx)));
@@ -91,8 +90,8 @@ fn waiters_get_the_panic_too_and_nothing_hangs() {
         };
         std::thread::sleep(Duration::from_millis(50)); // let the waiter block on the flight
         release_tx.send(()).unwrap();
-        let owner_msg = common::message(owner.join().unwrap().unwrap_err());
-        let waiter_msg = common::message(waiter.join().unwrap().unwrap_err());
+        let owner_msg = panic_message(&*owner.join().unwrap().unwrap_err());
+        let waiter_msg = panic_message(&*waiter.join().unwrap().unwrap_err());
         assert_eq!(owner_msg, "computing 1 went wrong");
         assert!(
             waiter_msg.contains("computing 1 went wrong"),
@@ -104,7 +103,7 @@ fn waiters_get_the_panic_too_and_nothing_hangs() {
 
 #[test]
 fn a_waiter_runs_a_queued_key_itself_on_a_busy_one_thread_pool() {
-    common::within(30, || {
+    within(30, || {
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let release_rx = Mutex::new(release_rx);
         let cache = Cache::builder().threads(1).build(move |_: &Cache<u64, u64>, k: u64| {
@@ -124,7 +123,7 @@ fn a_waiter_runs_a_queued_key_itself_on_a_busy_one_thread_pool() {
 
 #[test]
 fn recursion_on_a_one_thread_pool_does_not_deadlock() {
-    common::within(60, || {
+    within(60, || {
         let fib = Cache::builder().threads(1).build(|f: &Cache<u64, u64>, n: u64| {
             if n < 2 {
                 return 1;
@@ -161,7 +160,7 @@ fn batch_async_schedules_only_when_two_or_more_are_missing() {
 /// orders. It must finish (within the deadline) with every value right.
 #[test]
 fn no_deadlock_under_a_recursive_storm() {
-    common::within(120, || {
+    within(120, || {
         let cache = Cache::builder().threads(2).build(|c: &Cache<u64, u64>, n: u64| {
             if n < 3 {
                 return n;

@@ -10,8 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use speedup_cache::{Cache, Error};
-
-mod common;
+use speedup_test_support::within;
 
 fn rounds(default: usize) -> usize {
     std::env::var("SPEEDUP_RAYON_ROUNDS")
@@ -32,7 +31,7 @@ fn par_iter_fan_out_from_sixteen_threads() {
     let mut total_reruns = 0;
     let mut total_runs = 0;
     for round in 0..rounds {
-        let (reruns, runs) = common::within(60, move || {
+        let (reruns, runs) = within(60, move || {
             let runs = Arc::new(AtomicUsize::new(0));
             let counted = Arc::clone(&runs);
             let f = Cache::new(move |h: &Cache<u64, u64>, n: u64| {
@@ -76,7 +75,7 @@ fn par_iter_fan_out_from_one_call() {
     let rounds = rounds(10);
     let mut total_reruns = 0;
     for round in 0..rounds {
-        total_reruns += common::within(60, move || {
+        total_reruns += within(60, move || {
             let f = Cache::new(|h: &Cache<u64, u64>, n: u64| {
                 if n < 2 {
                     return 1;
@@ -110,7 +109,7 @@ fn par_iter_fan_out_from_one_call() {
 fn three_levels_of_rayon_nesting() {
     let rounds = rounds(10);
     for round in 0..rounds {
-        common::within(60, move || {
+        within(60, move || {
             let f = Cache::new(|h: &Cache<u64, u64>, n: u64| {
                 if n < 3 {
                     return n;
@@ -144,7 +143,7 @@ fn three_levels_of_rayon_nesting() {
 #[test]
 fn a_handle_in_a_background_thread_is_not_a_cycle() {
     for round in 0..rounds(50) {
-        common::within(30, move || {
+        within(30, move || {
             let (done_tx, done_rx) = std::sync::mpsc::channel();
             let done_tx = std::sync::Mutex::new(done_tx);
             let f = Cache::try_new(move |h: &Cache<u64, u64, ()>, n: u64| {
@@ -183,13 +182,13 @@ fn global() -> &'static Cache<u64, u64, ()> {
 
 #[test]
 fn a_cycle_through_a_global_handle_is_reported() {
-    let outcome = common::within(30, || global().try_get(5));
+    let outcome = within(30, || global().try_get(5));
     match outcome {
         Err(Error::Cycle { path, .. }) => assert_eq!(path, "5 -> 6 -> 5"),
         other => panic!("expected a cycle, got {other:?}"),
     }
     // Not cached: still reported the next time, from the other key.
-    assert!(matches!(common::within(30, || global().try_get(6)), Err(Error::Cycle { .. })));
+    assert!(matches!(within(30, || global().try_get(6)), Err(Error::Cycle { .. })));
     assert_eq!(global().try_get(7), Ok(7));
 }
 
@@ -198,7 +197,7 @@ fn a_cycle_through_a_global_handle_is_reported() {
 /// the cycle 20 -> 30 -> 20 is reported once, and every body runs once.
 #[test]
 fn a_cloned_handle_in_a_global_acts_for_the_computation_running() {
-    common::within(30, || {
+    within(30, || {
         let kept: Arc<OnceLock<Cache<u64, u64, ()>>> = Arc::new(OnceLock::new());
         let runs: Arc<[AtomicUsize; 3]> = Arc::new(Default::default());
         let (global, counted) = (Arc::clone(&kept), Arc::clone(&runs));
@@ -241,7 +240,7 @@ fn a_cloned_handle_in_a_global_acts_for_the_computation_running() {
 #[test]
 fn detached_work_through_a_clone_is_never_a_cycle() {
     for detach in ["thread + join", "rayon::spawn"] {
-        common::within(30, move || {
+        within(30, move || {
             let (tx, rx) = std::sync::mpsc::channel();
             let tx = std::sync::Mutex::new(tx);
             let cache = Cache::try_new(move |c: &Cache<u64, u64, ()>, n: u64| {
@@ -279,7 +278,7 @@ fn a_panicking_clone_fails_one_call_and_leaves_no_flight() {
             Fragile(self.0)
         }
     }
-    common::within(30, || {
+    within(30, || {
         let cache = Cache::new(|_: &Cache<u64, Fragile>, n: u64| Fragile(n));
         let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(1)));
         assert!(first.is_err(), "the clone panicked");

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use rayon::prelude::*;
 use speedup_cache::{Cache, Error};
-
-mod common;
+use speedup_test_support::within;
 
 const P: u64 = 1_000_000_007;
 
@@ -44,7 +43,7 @@ fn join_inside_the_function_on_a_user_pool() {
     let mut reruns = 0;
     for round in 0..rounds {
         let pool = Arc::clone(&pool);
-        reruns += common::within(60, move || {
+        reruns += within(60, move || {
             let fib = Cache::try_new(|c: &Cache<u64, u64, ()>, n: u64| {
                 if n < 2 {
                     return Ok(1);
@@ -69,7 +68,7 @@ fn join_inside_the_function_on_a_user_pool() {
 fn join_inside_the_function_on_the_global_pool() {
     let rounds = rounds(20);
     for round in 0..rounds {
-        common::within(60, move || {
+        within(60, move || {
             let fib = Cache::new(|c: &Cache<u64, u64>, n: u64| {
                 if n < 2 {
                     return 1;
@@ -94,7 +93,7 @@ fn join_of_sleeps_is_never_a_cycle() {
     let computed = Arc::new(AtomicUsize::new(0));
     for round in 0..rounds {
         let (pool, computed) = (Arc::clone(&pool), Arc::clone(&computed));
-        common::within(60, move || {
+        within(60, move || {
             let counted = Arc::clone(&computed);
             let cache = Cache::try_new(move |_: &Cache<u64, u64, ()>, k: u64| {
                 counted.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +127,7 @@ fn join_of_sleeps_is_never_a_cycle() {
 fn scope_and_par_iter_on_the_caches_pool() {
     let rounds = rounds(10);
     for round in 0..rounds {
-        common::within(60, move || {
+        within(60, move || {
             let cache = Cache::builder().threads(3).build(|c: &Cache<u64, u64>, n: u64| {
                 if n < 3 {
                     return n;
@@ -174,7 +173,7 @@ fn a_genuine_cycle_through_join_is_still_reported() {
     let pool = Arc::new(pool(4));
     for round in 0..rounds {
         let pool = Arc::clone(&pool);
-        common::within(60, move || {
+        within(60, move || {
             let cache = Cache::try_new(|c: &Cache<u64, u64, ()>, k: u64| {
                 if k >= 10 {
                     std::thread::sleep(Duration::from_micros(100));
@@ -204,7 +203,7 @@ fn a_genuine_cycle_through_join_is_still_reported() {
 /// time for a slow key never compute it a second time.
 #[test]
 fn slow_keys_on_the_pool_run_once_without_rayon_inside() {
-    common::within(60, || {
+    within(60, || {
         let calls = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&calls);
         let cache = Cache::builder().threads(4).build(move |c: &Cache<u64, u64>, n: u64| {
@@ -227,7 +226,7 @@ fn slow_keys_on_the_pool_run_once_without_rayon_inside() {
 #[test]
 /// Deep recursion through `join` on a 2-thread pool: stealing everywhere, 3,000 levels.
 fn deep_join_recursion_on_two_threads() {
-    common::within(120, || {
+    within(120, || {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let fib = Cache::new(|c: &Cache<u64, u64>, n: u64| {
             if n < 2 {
@@ -248,7 +247,7 @@ fn deep_join_recursion_on_two_threads() {
 #[test]
 /// A panic in a `join` half reaches the caller and is not cached.
 fn panic_inside_a_join_half_is_not_cached() {
-    common::within(60, || {
+    within(60, || {
         let first = std::sync::atomic::AtomicBool::new(true);
         let cache = Cache::new(move |c: &Cache<u64, u64>, n: u64| {
             if n == 0 {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use speedup_paged::{DiskDict, DiskList, Error, Options};
+use speedup_test_support::within;
 
 #[derive(Debug, Clone)]
 enum DictOp {
@@ -168,8 +169,8 @@ proptest! {
 #[test]
 fn smallest_settings_at_scale_behave_like_std() {
     let ops: u64 = std::env::var("SPEEDUP_SMALL_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
+    // 100k operations on one-item pages take seconds; five minutes is a hang.
+    within(300, move || {
         let dir = tempfile::tempdir().unwrap();
         // size_limit(0) is clamped to 1, like the original's minimum.
         let opts = Options::new().location(dir.path()).size_limit(0).max_pages(1);
@@ -214,8 +215,5 @@ fn smallest_settings_at_scale_behave_like_std() {
             assert_eq!(d.get(k).unwrap(), Some(*v));
         }
         assert_eq!(l.iter().map(Result::unwrap).collect::<Vec<_>>(), list);
-        tx.send(()).unwrap();
     });
-    rx.recv_timeout(std::time::Duration::from_secs(300))
-        .expect("100k operations on one-item pages took over 5 minutes");
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use speedup_paged::{DiskDict, DiskList, Error, Options};
+use speedup_test_support::within;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -19,15 +20,6 @@ fn knob(name: &str, default: u64) -> u64 {
 
 fn opts(dir: &Path) -> Options {
     Options::new().location(dir).size_limit(8).max_pages(2)
-}
-
-/// Runs `f` on a thread and fails the test if it takes longer than `limit` (a hang).
-fn with_deadline<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit).expect("the race did not finish within its deadline")
 }
 
 /// Opens the store once every racer is done. A lock can outlive `close` by a moment when
@@ -72,7 +64,7 @@ fn open_insert_flush_hold(dir: &Path, id: u64, holders: Option<&AtomicUsize>) ->
 #[test]
 fn threads_racing_to_create_one_store_get_one_handle_and_lose_no_flush() {
     let rounds = knob("SPEEDUP_RACE_ROUNDS", 20);
-    with_deadline(Duration::from_secs(120), move || {
+    within(120, move || {
         let (mut won, mut locked) = (0, 0);
         for round in 0..rounds {
             let dir = tempfile::tempdir().unwrap();
@@ -110,7 +102,7 @@ fn threads_racing_to_create_one_store_get_one_handle_and_lose_no_flush() {
 #[test]
 fn dict_and_list_openers_race_on_their_own_files() {
     // Same basename, different kinds: separate files, so both always open.
-    with_deadline(Duration::from_secs(60), || {
+    within(60, || {
         for _ in 0..20 {
             let dir = tempfile::tempdir().unwrap();
             let barrier = Arc::new(Barrier::new(2));
@@ -217,7 +209,7 @@ fn a_store_deleted_while_opening_gives_a_handle_or_locked_never_an_io_error() {
     // Openers race a "user" who deletes the store file in a loop. A deleted store is gone by
     // the user's hand (a handle to it keeps the orphaned file); what must hold is that every
     // open either succeeds or says Locked, and that nothing hangs.
-    with_deadline(Duration::from_secs(60), || {
+    within(60, || {
         let dir = tempfile::tempdir().unwrap();
         let path: PathBuf = dir.path().join("race.spdict");
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
