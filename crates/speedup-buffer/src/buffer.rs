@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::gate::{FINISHED, Gate, PANICKED};
 use crate::halt::{self, Halt, NonDecreasing, Step};
 use crate::store::Store;
-use crate::sync::{Arc, thread};
+use crate::sync::{Arc, Mutex, thread};
 use crate::window::{Spill, WindowBuffer};
 
 /// Default read-ahead: the original's `buffersize`.
@@ -22,7 +22,7 @@ const BATCH: usize = 64;
 pub(crate) struct Shared<T> {
     pub(crate) items: Store<T>,
     pub(crate) gate: Gate,
-    panic: std::sync::Mutex<Option<String>>,
+    panic: Mutex<Option<String>>,
 }
 
 /// A sequence produced on another thread, `lookahead` items ahead of the furthest item any
@@ -211,7 +211,7 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
         let shared = Arc::new(Shared {
             items: Store::new(),
             gate: Gate::new(self.lookahead),
-            panic: std::sync::Mutex::new(None),
+            panic: Mutex::new(None),
         });
         let producer = {
             let shared = Arc::clone(&shared);
@@ -297,7 +297,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
             // Items of the interrupted batch were produced before the panic: publish them.
             gate.publish(shared.items.len());
             let message = crate::error::panic_message(&*payload);
-            *shared.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+            *shared.panic.lock() = Some(message);
             gate.finish(PANICKED);
         }
     }
@@ -535,12 +535,7 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     }
 
     fn panic_message(&self) -> String {
-        self.shared
-            .panic
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .unwrap_or_default()
+        self.shared.panic.lock().clone().unwrap_or_default()
     }
 }
 

@@ -15,7 +15,7 @@
 //! the parker waits, because the parker holds the lock from its `fetch_or` until it sleeps.
 //! This needs no `SeqCst` fences, so loom can check it exhaustively (`tests/loom.rs`).
 
-use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering, SPINS, backoff, lock};
+use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering, SPINS, backoff};
 
 /// How the producer ended.
 pub(crate) const RUNNING: u8 = 0;
@@ -91,7 +91,7 @@ impl Gate {
         }
         let old = self.wanted.fetch_max(upto << 1, Ordering::AcqRel);
         if old & PARKED != 0 && old >> 1 < upto {
-            let _guard = lock(&self.lock);
+            let _guard = self.lock.lock();
             self.producer_wake.notify_one();
         }
     }
@@ -132,7 +132,7 @@ impl Gate {
         if index < stored {
             return stored;
         }
-        let mut guard = lock(&self.lock);
+        let mut guard = self.lock.lock();
         loop {
             let published = self.published.fetch_or(PARKED, Ordering::AcqRel) >> 1;
             if index < published {
@@ -141,7 +141,7 @@ impl Gate {
             if self.end() != RUNNING {
                 return self.published();
             }
-            guard = self.readers_wake.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
+            guard = self.readers_wake.wait(guard);
         }
     }
 
@@ -153,7 +153,7 @@ impl Gate {
     pub(crate) fn stop(&self) -> bool {
         let control = self.control.0.fetch_or(STOP, Ordering::AcqRel);
         self.stop.store(true, Ordering::Release);
-        let _guard = lock(&self.lock);
+        let _guard = self.lock.lock();
         self.producer_wake.notify_one();
         control & BUSY != 0
     }
@@ -189,7 +189,7 @@ impl Gate {
             backoff(round);
         }
         tracing::debug!(produced, "speedup-buffer: producer parks (lookahead reached)");
-        let mut guard = lock(&self.lock);
+        let mut guard = self.lock.lock();
         loop {
             if self.stop.load(Ordering::Acquire) {
                 return None;
@@ -199,14 +199,14 @@ impl Gate {
                 self.wanted.fetch_and(!PARKED, Ordering::Relaxed);
                 return Some(wanted);
             }
-            guard = self.producer_wake.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
+            guard = self.producer_wake.wait(guard);
         }
     }
 
     /// Makes the first `count` items readable, waking parked readers.
     pub(crate) fn publish(&self, count: usize) {
         if self.published.swap(count.min(MAX_COUNT) << 1, Ordering::AcqRel) & PARKED != 0 {
-            let _guard = lock(&self.lock);
+            let _guard = self.lock.lock();
             self.readers_wake.notify_all();
         }
     }
@@ -214,7 +214,7 @@ impl Gate {
     /// The producer is done (`FINISHED` or `PANICKED`): wake everybody.
     pub(crate) fn finish(&self, how: u8) {
         self.end.store(how, Ordering::Release);
-        let _guard = lock(&self.lock);
+        let _guard = self.lock.lock();
         self.readers_wake.notify_all();
     }
 }

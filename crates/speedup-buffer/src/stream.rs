@@ -12,12 +12,13 @@ use crate::error::Error;
 use crate::gate::{FINISHED, PANICKED, RUNNING};
 use crate::halt::{self, Halt, NonDecreasing, Step};
 use crate::store::Store;
+use crate::sync::Mutex;
 
 struct Shared<T> {
     items: Store<T>,
     wanted: AtomicUsize,
     end: AtomicU8,
-    panic: std::sync::Mutex<Option<String>>,
+    panic: Mutex<Option<String>>,
     /// Signalled after every item (and at the end).
     produced: Notify,
     /// Signalled when a reader raises `wanted`.
@@ -80,7 +81,7 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
             items: Store::new(),
             wanted: AtomicUsize::new(lookahead),
             end: AtomicU8::new(RUNNING),
-            panic: std::sync::Mutex::new(None),
+            panic: Mutex::new(None),
             produced: Notify::new(),
             demand: Notify::new(),
         });
@@ -204,12 +205,7 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
                         Some(item) => Ok(Some(item)),
                         None => Err(Error::ProducerPanicked {
                             index,
-                            message: shared
-                                .panic
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                                .clone()
-                                .unwrap_or_default(),
+                            message: shared.panic.lock().clone().unwrap_or_default(),
                         }),
                     };
                 }
@@ -267,7 +263,7 @@ async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
         Ok(()) => FINISHED,
         Err(payload) => {
             let message = crate::error::panic_message(&*payload);
-            *shared.panic.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+            *shared.panic.lock() = Some(message);
             PANICKED
         }
     };

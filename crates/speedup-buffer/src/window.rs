@@ -5,9 +5,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::Error;
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Where a [`WindowBuffer`] puts items that leave its window.
 pub trait Spill<T>: Send {
@@ -64,7 +64,7 @@ struct Shared<T> {
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock()
     }
 }
 
@@ -165,7 +165,7 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
             if state.done {
                 return Ok(None);
             }
-            state = self.shared.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+            state = self.shared.changed.wait(state);
         }
     }
 }
@@ -188,7 +188,7 @@ fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, wind
                 tracing::debug!(produced, "speedup-buffer: producer parks (lookahead reached)");
             }
             while produced >= state.wanted && !state.stop {
-                state = shared.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+                state = shared.changed.wait(state);
             }
             if state.stop {
                 return produced;
@@ -241,7 +241,7 @@ impl<T> Drop for WindowBuffer<T> {
     /// that call on its own and exits without storing anything more.
     fn drop(&mut self) {
         let busy = {
-            let mut state = self.shared.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut state = self.shared.state.lock();
             state.stop = true;
             state.busy
         };

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::sync::{Arc, Condvar, Mutex, lock};
+use crate::sync::{Arc, Condvar, Mutex};
 
 /// The local threads waiting for value keys.
 #[derive(Debug, Default)]
@@ -34,7 +34,7 @@ struct Signal {
 
 impl Signal {
     fn fire(&self) {
-        *lock(&self.fired) = true;
+        *self.fired.lock() = true;
         self.wake.notify_all();
     }
 }
@@ -51,7 +51,7 @@ impl Watchers {
     /// Starts watching `key`. Register before checking Redis, so that a value published
     /// between the check and the wait still wakes the waiter.
     pub(crate) fn watch(&self, key: &[u8]) -> Watch<'_> {
-        let mut by_key = lock(&self.by_key);
+        let mut by_key = self.by_key.lock();
         let entry = by_key.entry(key.to_vec()).or_default();
         entry.waiters += 1;
         Watch { watchers: self, key: key.to_vec(), signal: Arc::clone(&entry.signal) }
@@ -59,14 +59,14 @@ impl Watchers {
 
     /// Wakes the waiter for `key`.
     pub(crate) fn fire(&self, key: &[u8]) {
-        if let Some(watched) = lock(&self.by_key).get(key) {
+        if let Some(watched) = self.by_key.lock().get(key) {
             watched.signal.fire();
         }
     }
 
     /// Wakes every waiter (after reconnecting: messages may have been missed).
     pub(crate) fn fire_all(&self) {
-        for watched in lock(&self.by_key).values() {
+        for watched in self.by_key.lock().values() {
             watched.signal.fire();
         }
     }
@@ -75,22 +75,21 @@ impl Watchers {
 impl Watch<'_> {
     /// Forgets earlier wake-ups; call before each check.
     pub(crate) fn reset(&self) {
-        *lock(&self.signal.fired) = false;
+        *self.signal.fired.lock() = false;
     }
 
     /// Blocks until the key is announced or `timeout` passes.
     pub(crate) fn wait(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        let mut fired = lock(&self.signal.fired);
+        let mut fired = self.signal.fired.lock();
         while !*fired {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            let (guard, result) =
-                self.signal.wake.wait_timeout(fired, left).unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (guard, timed_out) = self.signal.wake.wait_timeout(fired, left);
             fired = guard;
-            if result.timed_out() {
+            if timed_out {
                 return;
             }
         }
@@ -99,7 +98,7 @@ impl Watch<'_> {
 
 impl Drop for Watch<'_> {
     fn drop(&mut self) {
-        let mut by_key = lock(&self.watchers.by_key);
+        let mut by_key = self.watchers.by_key.lock();
         if let Some(entry) = by_key.get_mut(&self.key) {
             entry.waiters -= 1;
             if entry.waiters == 0 {
@@ -146,7 +145,7 @@ mod tests {
             publisher.join().unwrap();
             drop(watch);
         }
-        assert!(lock(&watchers.by_key).is_empty(), "registrations are removed");
+        assert!(watchers.by_key.lock().is_empty(), "registrations are removed");
     }
 
     #[test]
@@ -164,10 +163,10 @@ mod tests {
         b.wait(Duration::from_millis(50)); // not fired: sleeps the whole timeout
         assert!(start.elapsed() >= Duration::from_millis(45));
         drop(a1);
-        assert!(lock(&watchers.by_key).contains_key(b"a".as_slice()), "a2 still watches");
+        assert!(watchers.by_key.lock().contains_key(b"a".as_slice()), "a2 still watches");
         drop(a2);
         drop(b);
-        assert!(lock(&watchers.by_key).is_empty());
+        assert!(watchers.by_key.lock().is_empty());
     }
 }
 
@@ -216,7 +215,7 @@ mod loom_models {
             };
             drop(watch);
             publisher.join().unwrap();
-            assert!(lock(&watchers.by_key).is_empty());
+            assert!(watchers.by_key.lock().is_empty());
         });
     }
 }

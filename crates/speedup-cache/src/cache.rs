@@ -11,7 +11,7 @@ use std::sync::Arc as StdArc;
 
 use crate::error::{Error, describe, panic_message};
 use crate::flight::{Claim, Flight};
-use crate::sync::{Arc, AtomicUsize, Mutex, RwLock, lock};
+use crate::sync::{Arc, AtomicUsize, Mutex, RwLock};
 use crate::tier::{Acquired, SharedTier, TierError};
 use crate::waits::{self, Kind, Node, Verdict, Waits};
 
@@ -872,7 +872,7 @@ where
         drop(shard);
         drop(replaced);
         if let Some(key) = clocked {
-            lock(&self.inner.clock).push_back(key);
+            self.inner.clock.lock().push_back(key);
             self.evict();
         }
     }
@@ -883,10 +883,10 @@ where
     fn evict(&self) {
         let mut evicted = Vec::new();
         let mut stale = Vec::new();
-        let mut budget = 2 * lock(&self.inner.clock).len() + 1;
+        let mut budget = 2 * self.inner.clock.lock().len() + 1;
         while self.inner.len.load(Ordering::Relaxed) > self.inner.capacity && budget > 0 {
             budget -= 1;
-            let Some(key) = lock(&self.inner.clock).pop_front() else { break };
+            let Some(key) = self.inner.clock.lock().pop_front() else { break };
             let hash = self.hash(&key);
             let mut shard = self.write_shard(hash);
             let requeue = match shard.get(hash, &key) {
@@ -901,7 +901,7 @@ where
             };
             drop(shard);
             if requeue {
-                lock(&self.inner.clock).push_back(key);
+                self.inner.clock.lock().push_back(key);
             } else {
                 stale.push(key);
             }
@@ -940,11 +940,11 @@ where
     }
 
     fn read_shard(&self, hash: u64) -> impl std::ops::Deref<Target = Shard<K, V, E>> + '_ {
-        self.shard_at(hash).read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shard_at(hash).read()
     }
 
     fn write_shard(&self, hash: u64) -> impl std::ops::DerefMut<Target = Shard<K, V, E>> + '_ {
-        self.shard_at(hash).write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shard_at(hash).write()
     }
 
     #[cfg(not(speedup_loom))]

@@ -17,7 +17,7 @@
 use std::sync::Arc as StdArc;
 
 use crate::error::Error;
-use crate::sync::{Condvar, Mutex, lock};
+use crate::sync::{Condvar, Mutex};
 use crate::waits::Node;
 
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl<K, V: Clone, E> Flight<K, V, E> {
 
     /// Claims a queued flight, or reports that it runs or how it ended.
     pub(crate) fn claim(&self) -> Claim<V, E> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         match &*state {
             State::Queued => {
                 *state = State::Running;
@@ -74,12 +74,12 @@ impl<K, V: Clone, E> Flight<K, V, E> {
 
     /// Blocks until the flight is done or failed.
     pub(crate) fn wait(&self) -> Result<V, Error<E>> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         loop {
             match &*state {
                 State::Done(v) => return Ok(v.clone()),
                 State::Failed(e) => return Err(e.clone()),
-                _ => state = self.finished.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner),
+                _ => state = self.finished.wait(state),
             }
         }
     }
@@ -87,11 +87,15 @@ impl<K, V: Clone, E> Flight<K, V, E> {
     /// Blocks until the flight is done or failed, or `timeout` passes (then `None`).
     #[cfg(not(speedup_loom))]
     pub(crate) fn wait_timeout(&self, timeout: std::time::Duration) -> Option<Result<V, Error<E>>> {
-        let state = lock(&self.state);
-        let (state, _) = self
-            .finished
-            .wait_timeout_while(state, timeout, |s| !matches!(s, State::Done(_) | State::Failed(_)))
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.state.lock();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if matches!(&*state, State::Done(_) | State::Failed(_)) || left.is_zero() {
+                break;
+            }
+            state = self.finished.wait_timeout(state, left).0;
+        }
         match &*state {
             State::Done(v) => Some(Ok(v.clone())),
             State::Failed(e) => Some(Err(e.clone())),
@@ -101,7 +105,7 @@ impl<K, V: Clone, E> Flight<K, V, E> {
 
     /// Records the outcome (unless one is recorded already) and wakes every waiter.
     pub(crate) fn finish(&self, outcome: Result<V, Error<E>>) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if matches!(*state, State::Done(_) | State::Failed(_)) {
             return;
         }

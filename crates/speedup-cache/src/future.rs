@@ -6,13 +6,14 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::Backing;
 use crate::error::{Error, describe, panic_message};
+use crate::sync::{Mutex, MutexGuard};
 use crate::tier::{Acquired, Lease, SharedTier, TierError};
 use crate::waits::{Node, Verdict, Waits};
 
@@ -103,7 +104,7 @@ enum Slot<K, V> {
 
 impl<K, V> Inner<K, V> {
     fn table(&self) -> MutexGuard<'_, Table<K, V>> {
-        self.table.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.table.lock()
     }
 }
 

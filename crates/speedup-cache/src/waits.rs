@@ -30,7 +30,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc as StdArc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::sync::{Mutex, lock};
+use crate::sync::Mutex;
 
 /// One computation of one key.
 #[derive(Debug)]
@@ -132,7 +132,7 @@ impl<K: PartialEq> Waits<K> {
         top: Option<&StdArc<Node<K>>>,
         target: &StdArc<Node<K>>,
     ) -> Verdict<K> {
-        let mut graph = lock(&self.graph);
+        let mut graph = self.graph.lock();
         if let Some(me) = me
             && let Some(chain) = graph.search(&[me], true, |n| n.key == target.key)
         {
@@ -156,7 +156,7 @@ impl<K: PartialEq> Waits<K> {
 impl<K> Waits<K> {
     /// Registers `from -> to` outside a wait (a claimed queued key, a stack boundary).
     pub(crate) fn link(&self, from: &StdArc<Node<K>>, to: &StdArc<Node<K>>, kind: Kind) -> Registration {
-        let mut graph = lock(&self.graph);
+        let mut graph = self.graph.lock();
         let token = graph.add(to.id, from, kind);
         Registration { tokens: vec![(to.id, token)] }
     }
@@ -166,7 +166,7 @@ impl<K> Waits<K> {
         if registration.tokens.is_empty() {
             return;
         }
-        let mut graph = lock(&self.graph);
+        let mut graph = self.graph.lock();
         for (to, token) in registration.tokens {
             if let Entry::Occupied(mut edges) = graph.into.entry(to) {
                 edges.get_mut().retain(|e| e.token != token);

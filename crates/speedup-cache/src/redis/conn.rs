@@ -8,10 +8,11 @@
 //! opens for `retry_after`: calls fail at once instead of each waiting for a timeout or
 //! hammering a server that says no, and the outage is logged once, as is the recovery.
 
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, RedisError, RedisResult};
+
+use crate::sync::Mutex;
 
 /// Idle connections kept for reuse; more are opened under load and closed after.
 const MAX_IDLE: usize = 32;
@@ -71,7 +72,7 @@ impl Redis {
         &self,
         mut command: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, Failure> {
-        if let Some(until) = *self.down_until.lock().unwrap_or_else(PoisonError::into_inner)
+        if let Some(until) = *self.down_until.lock()
             && Instant::now() < until
         {
             return Err(Failure::Down(format!(
@@ -82,7 +83,7 @@ impl Redis {
         }
         // One limit for the whole call, reconnection included: a retry gets what is left.
         let deadline = Instant::now() + self.timeout;
-        let pooled = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let pooled = self.idle.lock().pop();
         let (mut conn, mut retry, mut shortened) = match pooled {
             Some(conn) => (conn, true, false),
             None => (self.connect(deadline).map_err(|e| self.trip(&e))?, false, true),
@@ -95,7 +96,7 @@ impl Redis {
                     let reusable = !shortened
                         || (conn.set_read_timeout(Some(self.timeout)).is_ok()
                             && conn.set_write_timeout(Some(self.timeout)).is_ok());
-                    let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut idle = self.idle.lock();
                     if reusable && idle.len() < MAX_IDLE {
                         idle.push(conn);
                     }
@@ -106,7 +107,7 @@ impl Redis {
                     // with the time left. A command that timed out leaves none.
                     retry = false;
                     shortened = true;
-                    self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                    self.idle.lock().clear();
                     conn = self.connect(deadline).map_err(|e| self.trip(&e))?;
                 }
                 Err(e) if is_wrong_type(&e) => return Err(Failure::WrongType(e)),
@@ -131,7 +132,7 @@ impl Redis {
     /// Opens the breaker; logs the outage when it starts.
     fn trip(&self, error: &RedisError) -> Failure {
         let what = if is_outage(error) { "unreachable" } else { "refusing commands" };
-        let mut down = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut down = self.down_until.lock();
         if down.is_none() {
             tracing::warn!(
                 addr = %self.addr,
@@ -142,12 +143,12 @@ impl Redis {
         }
         *down = Some(Instant::now() + self.retry_after);
         // Pooled connections to a server that went away are dead too.
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.idle.lock().clear();
         Failure::Down(format!("Redis at {} is {what}: {error}", self.addr))
     }
 
     fn recovered(&self) {
-        let mut down = self.down_until.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut down = self.down_until.lock();
         if down.take().is_some() {
             tracing::info!(addr = %self.addr, "speedup-cache: Redis answers again; the shared tier is back on");
         }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use speedup_paged::Storable;
 
 use super::codec::{self, Names};
-use super::{Core, lock, scripts};
+use super::{Core, scripts};
 use crate::tier::Lease;
 
 /// A lease this cache holds, as the refresher sees it.
@@ -39,7 +39,7 @@ impl<V> LeaseGuard<V> {
     /// Registers a lease just taken in Redis with the refresher.
     pub(super) fn new(core: &Arc<Core>, names: Names, token: String) -> Self {
         let id = core.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&core.held).insert(id, Held { lease_key: names.lease.clone(), token: token.clone() });
+        core.held.lock().insert(id, Held { lease_key: names.lease.clone(), token: token.clone() });
         LeaseGuard { core: Arc::clone(core), id, names, token, published: false, _value: PhantomData }
     }
 }
@@ -57,7 +57,7 @@ impl<V: Storable> Lease<V> for LeaseGuard<V> {
         };
         self.published = true;
         // Not held any more: the refresher found the lease expired (and said so).
-        let still_held = lock(&self.core.held).remove(&self.id).is_some();
+        let still_held = self.core.held.lock().remove(&self.id).is_some();
         let core = &self.core;
         let ttl_ms = core.settings.value_ttl.map_or(0, |t| t.as_millis().max(1) as u64);
         let result = core.redis.run(|conn| {
@@ -99,7 +99,7 @@ impl<V> Drop for LeaseGuard<V> {
         if self.published {
             return;
         }
-        lock(&self.core.held).remove(&self.id);
+        self.core.held.lock().remove(&self.id);
         let core = &self.core;
         let released = core.redis.run(|conn| {
             scripts::RELEASE
@@ -136,7 +136,7 @@ fn refresh(weak: &Weak<Core>) {
         let interval = core.settings.lease_ttl / 3;
         let ttl_ms = core.settings.lease_ttl.as_millis() as u64;
         let held: Vec<(u64, Vec<u8>, String)> =
-            lock(&core.held).iter().map(|(id, h)| (*id, h.lease_key.clone(), h.token.clone())).collect();
+            core.held.lock().iter().map(|(id, h)| (*id, h.lease_key.clone(), h.token.clone())).collect();
         for (id, lease_key, token) in held {
             let result = core
                 .redis
@@ -145,7 +145,7 @@ fn refresh(weak: &Weak<Core>) {
                 Ok(1) => {}
                 // Published or released meanwhile, or lost: only the last one is news.
                 Ok(_) => {
-                    if lock(&core.held).remove(&id).is_some() {
+                    if core.held.lock().remove(&id).is_some() {
                         core.stats.lost_leases.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             "speedup-cache: a lease expired while its key was computed (another worker may \

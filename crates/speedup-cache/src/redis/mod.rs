@@ -26,13 +26,7 @@ mod stats;
 mod tier;
 mod watch;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
 pub use self::config::{FailMode, RedisConfig, RedisConfigError};
 pub use self::stats::RedisStats;
 use self::tier::Core;
 pub(crate) use self::tier::RedisTier;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use speedup_paged::Storable;
@@ -16,6 +16,7 @@ use super::lease::{self, Held, LeaseGuard};
 use super::stats::{Counters, HitShare, RedisStats};
 use super::{scripts, watch};
 use crate::announce::Watchers;
+use crate::sync::Mutex;
 use crate::tier::{Acquired, SharedTier, TierError};
 
 /// Everything the tier's threads share; independent of the key and value types.
