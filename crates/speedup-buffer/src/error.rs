@@ -1,7 +1,56 @@
 //! Why a buffered item is not there.
 
+use std::sync::Arc;
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error, boxed: what a [`Spill`](crate::Spill) store returns. The store's own error
+/// type stays inside (reach it with [`SpillError::downcast_ref`]), with its `source()` chain;
+/// a plain message converts with `.into()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a spill store failed with, as [`Error::Spill`] carries it: shared, so that every
+/// reader of the lost item gets the same error (the crate's [`Error`] is `Clone`).
+#[derive(Debug, Clone)]
+pub struct SpillError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl SpillError {
+    /// The store's own error, if it is an `E` (for example `speedup_paged::Error` from a
+    /// `DiskList` store).
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+}
+
+impl From<BoxError> for SpillError {
+    fn from(error: BoxError) -> Self {
+        SpillError(Arc::from(error))
+    }
+}
+
+impl std::fmt::Display for SpillError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SpillError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Two spill errors are equal when they are the same failure (one store call, shared by
+/// its readers) or say the same thing: `Error` derives `PartialEq` for tests and callers
+/// that compare results, and an error behind a `dyn` has no equality of its own.
+impl PartialEq for SpillError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for SpillError {}
 
 /// Why [`Buffer::try_get`](crate::Buffer::try_get) returned no item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,12 +86,12 @@ pub enum Error {
         index: usize,
     },
     /// The spill store failed to store or read the item.
-    #[error("item {index} could not be read from the spill store: {message}")]
+    #[error("item {index} could not be read from the spill store: {source}")]
     Spill {
         /// The item asked for.
         index: usize,
-        /// What the spill store said.
-        message: String,
+        /// The store's error.
+        source: SpillError,
     },
 }
 

@@ -116,7 +116,7 @@ mod sync;
 mod window;
 
 pub use buffer::{Buffer, BufferBuilder, DEFAULT_LOOKAHEAD, DROP_GRACE, Iter, Prefix, WindowBuilder};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, Result, SpillError};
 #[cfg(feature = "tokio")]
 pub use stream::AsyncBuffer;
 pub use window::{Spill, WindowBuffer};

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::error::Error;
+use crate::error::{BoxError, Error, SpillError};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Where a [`WindowBuffer`] puts items that leave its window.
@@ -15,29 +15,29 @@ pub trait Spill<T>: Send {
     ///
     /// # Errors
     ///
-    /// A message saying what failed; the item is then lost, and reading it gives
-    /// [`Error::Spill`].
-    fn spill(&mut self, index: usize, item: T) -> Result<(), String>;
+    /// The store's error; the item is then lost, and reading it (or any later spilled
+    /// item) gives [`Error::Spill`] with this error as its source.
+    fn spill(&mut self, index: usize, item: T) -> Result<(), BoxError>;
 
     /// Item `index`, if stored.
     ///
     /// # Errors
     ///
-    /// A message saying what failed.
-    fn fetch(&self, index: usize) -> Result<Option<T>, String>;
+    /// The store's error, passed to the reader as the source of [`Error::Spill`].
+    fn fetch(&self, index: usize) -> Result<Option<T>, BoxError>;
 }
 
 #[cfg(feature = "spill")]
 impl<T: speedup_paged::Storable + Send> Spill<T> for speedup_paged::DiskList<T> {
-    fn spill(&mut self, index: usize, item: T) -> Result<(), String> {
+    fn spill(&mut self, index: usize, item: T) -> Result<(), BoxError> {
         if index != self.len() {
-            return Err(format!("spill out of order: item {index} after {} items", self.len()));
+            return Err(format!("spill out of order: item {index} after {} items", self.len()).into());
         }
-        self.push(item).map_err(|e| e.to_string())
+        Ok(self.push(item)?)
     }
 
-    fn fetch(&self, index: usize) -> Result<Option<T>, String> {
-        self.get(index).map_err(|e| e.to_string())
+    fn fetch(&self, index: usize) -> Result<Option<T>, BoxError> {
+        Ok(self.get(index)?)
     }
 }
 
@@ -54,7 +54,7 @@ struct State<T> {
     spill: Option<Box<dyn Spill<T>>>,
     /// The first item the spill store failed to take, and why: it and every later spilled
     /// item are unreadable (reported by `get`, never passed off as the end).
-    spill_failed: Option<(usize, String)>,
+    spill_failed: Option<(usize, SpillError)>,
 }
 
 struct Shared<T> {
@@ -140,18 +140,19 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
         }
         loop {
             if index < state.first {
-                if let Some((failed, message)) = &state.spill_failed
+                if let Some((failed, source)) = &state.spill_failed
                     && index >= *failed
                 {
-                    return Err(Error::Spill { index, message: message.clone() });
+                    return Err(Error::Spill { index, source: source.clone() });
                 }
                 return match &state.spill {
                     Some(spill) => match spill.fetch(index) {
                         Ok(Some(item)) => Ok(Some(item)),
-                        Ok(None) => {
-                            Err(Error::Spill { index, message: "the spill store does not have it".into() })
-                        }
-                        Err(message) => Err(Error::Spill { index, message }),
+                        Ok(None) => Err(Error::Spill {
+                            index,
+                            source: BoxError::from("the spill store does not have it").into(),
+                        }),
+                        Err(error) => Err(Error::Spill { index, source: error.into() }),
                     },
                     None => Err(Error::Evicted { index, oldest: state.first }),
                 };
@@ -214,9 +215,9 @@ fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, wind
                         continue; // the store is out of order from here on
                     }
                     if let Some(spill) = state.spill.as_mut()
-                        && let Err(message) = spill.spill(index, old)
+                        && let Err(error) = spill.spill(index, old)
                     {
-                        state.spill_failed = Some((index, message));
+                        state.spill_failed = Some((index, error.into()));
                     }
                 }
             }

@@ -1,6 +1,6 @@
 //! Bounded memory: a window of the last N items, and spilling older ones to disk.
 
-use speedup_buffer::{Buffer, Error, Spill};
+use speedup_buffer::{BoxError, Buffer, Error, Spill};
 
 #[test]
 fn a_window_keeps_the_last_items_and_says_which_were_dropped() {
@@ -33,14 +33,17 @@ struct Flaky {
 }
 
 impl Spill<u32> for Flaky {
-    fn spill(&mut self, index: usize, item: u32) -> Result<(), String> {
+    fn spill(&mut self, index: usize, item: u32) -> Result<(), BoxError> {
         if self.items.len() >= self.limit {
-            return Err(format!("disk full at item {index}"));
+            return Err(Box::new(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("disk full at item {index}"),
+            )));
         }
         self.items.push(item);
         Ok(())
     }
-    fn fetch(&self, index: usize) -> Result<Option<u32>, String> {
+    fn fetch(&self, index: usize) -> Result<Option<u32>, BoxError> {
         Ok(self.items.get(index).copied())
     }
 }
@@ -52,7 +55,15 @@ fn a_failing_spill_store_is_reported_not_passed_off_as_the_end() {
     assert_eq!(b.get(40), Ok(Some(40)));
     assert_eq!(b.get(3), Ok(Some(3)), "spilled, read back");
     assert!(
-        matches!(b.get(20), Err(Error::Spill { index: 20, message }) if message == "disk full at item 10")
+        matches!(b.get(20), Err(Error::Spill { index: 20, source }) if source.to_string() == "disk full at item 10")
+    );
+    // The store's own error is kept whole, not flattened to text.
+    let Err(Error::Spill { source, .. }) = b.get(30) else {
+        panic!("spilled items past the failure are lost")
+    };
+    assert_eq!(
+        source.downcast_ref::<std::io::Error>().map(std::io::Error::kind),
+        Some(std::io::ErrorKind::StorageFull)
     );
 }
 

@@ -1,5 +1,7 @@
 //! A second tier behind the in-memory cache: looked up before computing, written after.
 
+use crate::error::BoxError;
+
 /// Storage that a [`Cache`](crate::Cache) consults on a miss and writes computed values to,
 /// so that a long computation can be resumed after a restart.
 ///
@@ -15,8 +17,9 @@ pub trait Backing<K, V>: Send + Sync {
     ///
     /// # Errors
     ///
-    /// A message saying what failed.
-    fn flush(&self) -> Result<(), String> {
+    /// The tier's own error, boxed (a message converts with `.into()`); the caller of
+    /// [`Cache::flush`](crate::Cache::flush) gets it as the source of a [`FlushError`].
+    fn flush(&self) -> Result<(), BoxError> {
         Ok(())
     }
 }
@@ -30,7 +33,7 @@ impl<K, V, B: Backing<K, V> + ?Sized> Backing<K, V> for std::sync::Arc<B> {
     fn store(&self, key: &K, value: &V) {
         (**self).store(key, value);
     }
-    fn flush(&self) -> Result<(), String> {
+    fn flush(&self) -> Result<(), BoxError> {
         (**self).flush()
     }
 }
@@ -42,7 +45,7 @@ mod disk {
 
     use speedup_paged::{DiskDict, Storable};
 
-    use super::Backing;
+    use super::{Backing, BoxError};
 
     /// Reads share the lock (DiskDict reads are `&self` and lock-free); writes take it.
     impl<K, V> Backing<K, V> for RwLock<DiskDict<K, V>>
@@ -65,8 +68,10 @@ mod disk {
             }
         }
 
-        fn flush(&self) -> Result<(), String> {
-            self.write().unwrap_or_else(std::sync::PoisonError::into_inner).flush().map_err(|e| e.to_string())
+        /// The error is a `speedup_paged::Error` (downcast [`FlushError::source`](crate::FlushError)
+        /// to match on it, e.g. `DiskFull`).
+        fn flush(&self) -> Result<(), BoxError> {
+            Ok(self.write().unwrap_or_else(std::sync::PoisonError::into_inner).flush()?)
         }
     }
 }

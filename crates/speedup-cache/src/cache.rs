@@ -438,9 +438,9 @@ where
     ///
     /// # Errors
     ///
-    /// The backing's error, as a message.
-    pub fn flush(&self) -> Result<(), String> {
-        self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush())
+    /// [`FlushError`](crate::FlushError), whose source is the backing tier's own error.
+    pub fn flush(&self) -> std::result::Result<(), crate::FlushError> {
+        self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush().map_err(crate::FlushError::from))
     }
 
     /// How many times a caller computed a key that was already being computed, because

@@ -6,6 +6,23 @@ use std::fmt;
 /// function's own error type `E`).
 pub type Result<T, E = std::convert::Infallible> = std::result::Result<T, Error<E>>;
 
+/// Any error, boxed: what a [`Backing`](crate::Backing) tier's `flush` returns. The tier's
+/// own error type stays inside (downcast to reach it), with its `source()` chain; a plain
+/// message converts with `.into()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why [`Cache::flush`](crate::Cache::flush) or
+/// [`AsyncCache::flush`](crate::AsyncCache::flush) did not make the backing tier durable.
+/// The values stay in memory; a later `flush` tries again.
+#[derive(Debug, thiserror::Error)]
+#[error("the cache's backing tier could not flush: {source}")]
+pub struct FlushError {
+    /// The tier's own error: for a `DiskDict` tier (feature `persist`), a
+    /// `speedup_paged::Error` (`source.downcast_ref::<speedup_paged::Error>()`).
+    #[from]
+    pub source: BoxError,
+}
+
 /// Why [`Cache::try_get`](crate::Cache::try_get) returned no value.
 ///
 /// None of these is cached: the next request for the key computes it again. One failure

@@ -308,9 +308,9 @@ where
     ///
     /// # Errors
     ///
-    /// The backing tier's message when it could not write.
-    pub fn flush(&self) -> Result<(), String> {
-        self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush())
+    /// [`FlushError`](crate::FlushError), whose source is the backing tier's own error.
+    pub fn flush(&self) -> Result<(), crate::FlushError> {
+        self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush().map_err(crate::FlushError::from))
     }
 
     /// Whether a value for `key` is cached.

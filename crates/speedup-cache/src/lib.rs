@@ -184,7 +184,7 @@ mod waits;
 
 pub use backing::Backing;
 pub use cache::{Cache, CacheBuilder};
-pub use error::{Error, Result};
+pub use error::{BoxError, Error, FlushError, Result};
 #[cfg(feature = "tokio")]
 pub use future::{AsyncCache, AsyncCacheBuilder};
 #[cfg(feature = "redis")]

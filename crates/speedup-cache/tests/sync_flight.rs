@@ -264,3 +264,26 @@ fn a_fallible_cache_takes_an_error_type_that_is_not_clone() {
     }
     assert_eq!(cache.try_get(4), Ok(4));
 }
+
+/// A backing tier's flush error reaches the caller whole: its own type, behind `FlushError`.
+#[test]
+fn a_backing_flush_error_keeps_its_type() {
+    use speedup_cache::{Backing, BoxError, FlushError};
+    struct Full;
+    impl Backing<u64, u64> for Full {
+        fn load(&self, _: &u64) -> Option<u64> {
+            None
+        }
+        fn store(&self, _: &u64, _: &u64) {}
+        fn flush(&self) -> Result<(), BoxError> {
+            Err(Box::new(std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left")))
+        }
+    }
+    let cache = Cache::builder().backing(Full).build(|_: &Cache<u64, u64>, k: u64| k);
+    assert_eq!(cache.get(1), 1, "a failing tier does not stop the cache");
+    let error: FlushError = cache.flush().unwrap_err();
+    assert_eq!(error.to_string(), "the cache's backing tier could not flush: no space left");
+    let io = error.source.downcast_ref::<std::io::Error>().expect("the tier's own error type");
+    assert_eq!(io.kind(), std::io::ErrorKind::StorageFull);
+    assert!(Cache::new(|_: &Cache<u64, u64>, k: u64| k).flush().is_ok(), "no tier: nothing to flush");
+}
