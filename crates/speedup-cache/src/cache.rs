@@ -12,7 +12,7 @@ use std::sync::Arc as StdArc;
 use crate::error::{Error, describe, panic_message};
 use crate::flight::{Claim, Flight};
 use crate::sync::{Arc, AtomicUsize, Mutex, RwLock};
-use crate::tier::{Acquired, SharedTier, TierError};
+use crate::tiers::{Lookup, Tiers};
 use crate::waits::{self, Kind, Node, Verdict, Waits};
 
 /// How long a rayon worker with nothing else to run waits for a key computed elsewhere
@@ -126,9 +126,8 @@ struct Inner<K, V, E> {
     forked: std::sync::atomic::AtomicBool,
     #[cfg(not(speedup_loom))]
     pool: Option<rayon::ThreadPool>,
-    backing: Option<Box<dyn crate::Backing<K, V>>>,
-    /// The tier shared with other workers (Redis), consulted after `backing`.
-    shared: Option<Box<dyn SharedTier<K, V>>>,
+    /// The backing store and the tier shared with other workers, asked on a miss.
+    tiers: Tiers<K, V>,
 }
 
 struct Shard<K, V, E> {
@@ -200,8 +199,7 @@ impl<K, V, E> fmt::Debug for Cache<K, V, E> {
 pub struct CacheBuilder<K, V> {
     threads: Option<usize>,
     capacity: Option<usize>,
-    backing: Option<Box<dyn crate::Backing<K, V>>>,
-    shared: Option<Box<dyn SharedTier<K, V>>>,
+    tiers: Tiers<K, V>,
 }
 
 impl<K, V> fmt::Debug for CacheBuilder<K, V> {
@@ -209,15 +207,14 @@ impl<K, V> fmt::Debug for CacheBuilder<K, V> {
         f.debug_struct("CacheBuilder")
             .field("threads", &self.threads)
             .field("capacity", &self.capacity)
-            .field("persistent", &self.backing.is_some())
-            .field("shared", &self.shared.is_some())
+            .field("tiers", &self.tiers)
             .finish()
     }
 }
 
 impl<K, V> Default for CacheBuilder<K, V> {
     fn default() -> Self {
-        CacheBuilder { threads: None, capacity: None, backing: None, shared: None }
+        CacheBuilder { threads: None, capacity: None, tiers: Tiers::default() }
     }
 }
 
@@ -247,14 +244,7 @@ where
     /// Looks values up in (and writes computed values to) a second tier, for example a
     /// `speedup_paged::DiskDict` (feature `persist`), so results survive restarts.
     pub fn backing(mut self, backing: impl crate::Backing<K, V> + 'static) -> Self {
-        self.backing = Some(Box::new(backing));
-        self
-    }
-
-    /// Sets the tier shared with other workers (see `CacheBuilder::redis`).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    pub(crate) fn shared_tier(mut self, tier: Box<dyn SharedTier<K, V>>) -> Self {
-        self.shared = Some(tier);
+        self.tiers.set_backing(Box::new(backing));
         self
     }
 
@@ -303,8 +293,7 @@ where
                 forked: std::sync::atomic::AtomicBool::new(false),
                 #[cfg(not(speedup_loom))]
                 pool,
-                backing: self.backing,
-                shared: self.shared,
+                tiers: self.tiers,
             }),
             frame: None,
         }
@@ -440,7 +429,7 @@ where
     ///
     /// [`FlushError`](crate::FlushError), whose source is the backing tier's own error.
     pub fn flush(&self) -> std::result::Result<(), crate::FlushError> {
-        self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush().map_err(crate::FlushError::from))
+        self.inner.tiers.flush()
     }
 
     /// How many times a caller computed a key that was already being computed, because
@@ -458,14 +447,14 @@ where
     /// What the Redis tier did so far, or `None` without one (feature `redis`).
     #[cfg(feature = "redis")]
     pub fn redis_stats(&self) -> Option<crate::RedisStats> {
-        self.inner.shared.as_ref().map(|s| s.stats())
+        self.inner.tiers.redis_stats()
     }
 
     /// The Redis key that holds (or will hold) the value for `key`, or `None` without a
     /// Redis tier (feature `redis`). Deleting that key makes the cluster compute it again.
     #[cfg(feature = "redis")]
     pub fn redis_key(&self, key: &K) -> Option<Vec<u8>> {
-        self.inner.shared.as_ref().map(|s| s.key_name(key))
+        self.inner.tiers.redis_key(key)
     }
 
     /// A clone that acts for the same computation as this handle (a plain `clone` acts
@@ -756,7 +745,7 @@ where
         flight: &Arc<Flight<K, V, E>>,
         caller: Option<&StdArc<Node<K>>>,
     ) -> Result<V, Failure<E>> {
-        if self.inner.backing.is_some() || self.inner.shared.is_some() {
+        if !self.inner.tiers.is_empty() {
             return self.run_tiered(key, flight, caller);
         }
         match self.compute(&flight.node, key.clone(), caller) {
@@ -799,57 +788,23 @@ where
         flight: &Arc<Flight<K, V, E>>,
         caller: Option<&StdArc<Node<K>>>,
     ) -> Result<V, Failure<E>> {
-        let stored = self.inner.backing.as_ref().and_then(|b| {
-            let _span = tracing::debug_span!("speedup_cache::backing_load", key = ?key).entered();
-            b.load(&key)
-        });
-        let from_backing = stored.is_some();
-        let mut lease = None;
-        let stored = match (stored, &self.inner.shared) {
-            (None, Some(shared)) => match tracing::debug_span!("speedup_cache::redis_acquire", key = ?key)
-                .in_scope(|| shared.acquire(&key))
-            {
-                Ok(Acquired::Value(v)) => Some(v),
-                Ok(Acquired::Lease(l)) => {
-                    lease = Some(l);
-                    None
-                }
-                Ok(Acquired::Unshared) => None,
-                Err(error) => {
-                    let error = match error {
-                        TierError::Unavailable(message) => {
-                            Error::Unavailable { key: describe(&key), message }
-                        }
-                        TierError::Corrupt(message) => Error::Corrupt { key: describe(&key), message },
-                    };
-                    return self.fail(&key, flight, Failure::from(error));
-                }
-            },
-            (stored, _) => stored,
+        let claim = match self.inner.tiers.lookup(&key) {
+            Ok(Lookup::Found(value)) => return self.deliver(key, flight, value),
+            Ok(Lookup::Compute(claim)) => claim,
+            Err(error) => return self.fail(&key, flight, Failure::from(error.for_key(&key))),
         };
-        let computed = match stored {
-            Some(v) => Ok(Ok(v)),
-            None => self.compute(&flight.node, key.clone(), caller),
-        };
-        match computed {
+        match self.compute(&flight.node, key.clone(), caller) {
             Ok(Ok(value)) => {
-                if let Some(lease) = lease {
-                    let _span = tracing::debug_span!("speedup_cache::redis_publish", key = ?key).entered();
-                    lease.publish(&value);
-                }
-                if let Some(b) = self.inner.backing.as_ref().filter(|_| !from_backing) {
-                    let _span = tracing::debug_span!("speedup_cache::backing_store", key = ?key).entered();
-                    b.store(&key, &value);
-                }
+                self.inner.tiers.keep(&key, &value, claim);
                 self.deliver(key, flight, value)
             }
-            // Dropping the lease first releases it: another worker may try at once.
+            // Dropping the claim first releases its lease: another worker may try at once.
             Ok(Err(error)) => {
-                drop(lease);
+                drop(claim);
                 self.fail(&key, flight, Failure::from(error.for_key(&key)))
             }
             Err(payload) => {
-                drop(lease);
+                drop(claim);
                 self.fail(&key, flight, Failure::panicked(&key, payload))
             }
         }
@@ -1042,7 +997,8 @@ where
     /// println!("{:?}", squares.redis_stats());
     /// # Ok::<(), speedup_cache::RedisConfigError>(())
     /// ```
-    pub fn redis(self, config: crate::RedisConfig) -> Self {
-        self.shared_tier(Box::new(crate::redis::RedisTier::<K, V>::start(config)))
+    pub fn redis(mut self, config: crate::RedisConfig) -> Self {
+        self.tiers.set_shared(StdArc::new(crate::redis::RedisTier::<K, V>::start(config)));
+        self
     }
 }

@@ -14,7 +14,7 @@ use futures::future::{BoxFuture, Shared};
 use crate::Backing;
 use crate::error::{Error, describe, panic_message};
 use crate::sync::{Mutex, MutexGuard};
-use crate::tier::{Acquired, Lease, SharedTier, TierError};
+use crate::tiers::{Lookup, Tiers};
 use crate::waits::{Node, Verdict, Waits};
 
 /// How a computation ended without a value.
@@ -75,10 +75,8 @@ struct Inner<K, V> {
     waits: Waits<K>,
     /// At most this many ready values (`usize::MAX`: unbounded).
     capacity: usize,
-    /// The second tier (a `DiskDict`), consulted before the shared tier.
-    backing: Option<Box<dyn Backing<K, V>>>,
-    /// The tier shared with other workers (Redis), consulted before computing.
-    shared: Option<Arc<dyn SharedTier<K, V>>>,
+    /// The backing store and the tier shared with other workers, asked on a miss.
+    tiers: Tiers<K, V>,
 }
 
 /// Every key's slot, and (with a capacity) the order to evict ready ones in.
@@ -204,14 +202,14 @@ where
     /// What the Redis tier did so far, or `None` without one (feature `redis`).
     #[cfg(feature = "redis")]
     pub fn redis_stats(&self) -> Option<crate::RedisStats> {
-        self.inner.shared.as_ref().map(|s| s.stats())
+        self.inner.tiers.redis_stats()
     }
 
     /// The Redis key that holds (or will hold) the value for `key`, or `None` without a
     /// Redis tier (feature `redis`).
     #[cfg(feature = "redis")]
     pub fn redis_key(&self, key: &K) -> Option<Vec<u8>> {
-        self.inner.shared.as_ref().map(|s| s.key_name(key))
+        self.inner.tiers.redis_key(key)
     }
 
     /// The value for `key`: cached, or computed once (as a tokio task) and shared by every
@@ -310,7 +308,7 @@ where
     ///
     /// [`FlushError`](crate::FlushError), whose source is the backing tier's own error.
     pub fn flush(&self) -> Result<(), crate::FlushError> {
-        self.inner.backing.as_ref().map_or(Ok(()), |b| b.flush().map_err(crate::FlushError::from))
+        self.inner.tiers.flush()
     }
 
     /// Whether a value for `key` is cached.
@@ -413,13 +411,12 @@ where
 /// ```
 pub struct AsyncCacheBuilder<K, V> {
     capacity: Option<usize>,
-    backing: Option<Box<dyn Backing<K, V>>>,
-    shared: Option<Arc<dyn SharedTier<K, V>>>,
+    tiers: Tiers<K, V>,
 }
 
 impl<K, V> Default for AsyncCacheBuilder<K, V> {
     fn default() -> Self {
-        AsyncCacheBuilder { capacity: None, backing: None, shared: None }
+        AsyncCacheBuilder { capacity: None, tiers: Tiers::default() }
     }
 }
 
@@ -427,8 +424,7 @@ impl<K, V> fmt::Debug for AsyncCacheBuilder<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncCacheBuilder")
             .field("capacity", &self.capacity)
-            .field("persistent", &self.backing.is_some())
-            .field("shared", &self.shared.is_some())
+            .field("tiers", &self.tiers)
             .finish()
     }
 }
@@ -452,7 +448,7 @@ where
     /// calls run on the computation's task: a `DiskDict` reads from its mapping and buffers
     /// its writes until [`AsyncCache::flush`].
     pub fn backing(mut self, backing: impl Backing<K, V> + 'static) -> Self {
-        self.backing = Some(Box::new(backing));
+        self.tiers.set_backing(Box::new(backing));
         self
     }
 
@@ -468,8 +464,7 @@ where
                 func: Box::new(move |cache, key| f(cache, key).boxed()),
                 waits: Waits::default(),
                 capacity: self.capacity.unwrap_or(usize::MAX),
-                backing: self.backing,
-                shared: self.shared,
+                tiers: self.tiers,
             }),
         }
     }
@@ -545,26 +540,11 @@ where
     V: Clone + Send + Sync + 'static,
 {
     let failed = |message: String| Err(Failure::Panicked(Arc::from(message)));
-    if let Some(backing) = &inner.backing {
-        let _span = tracing::debug_span!("speedup_cache::backing_load", key = ?key).entered();
-        if let Some(value) = backing.load(key) {
-            return Ok(value);
-        }
-    }
-    let keep = |value: V| {
-        if let Some(backing) = &inner.backing {
-            let _span = tracing::debug_span!("speedup_cache::backing_store", key = ?key).entered();
-            backing.store(key, &value);
-        }
-        Ok(value)
+    let claim = match lookup(inner, key).await {
+        Ok(Lookup::Found(value)) => return Ok(value),
+        Ok(Lookup::Compute(claim)) => claim,
+        Err(message) => return failed(message),
     };
-    let (stored, lease) = match acquire(&inner.shared, key).await {
-        Ok(found) => found,
-        Err(message) => return failed(message.to_string()),
-    };
-    if let Some(value) = stored {
-        return keep(value);
-    }
     let span = tracing::debug_span!("speedup_cache::compute", key = ?key);
     let child = AsyncCache { inner: Arc::clone(inner) };
     // The task knows its computation: calls polled in it act for it (see `caller`).
@@ -582,41 +562,38 @@ where
     };
     match computed {
         Ok(value) => {
-            if let Some(lease) = lease {
-                // One bounded round trip (the configured timeout); dropping the lease after
-                // a panic releases it the same way.
-                lease.publish(&value);
-            }
-            keep(value)
+            // Publishing is one bounded round trip (the configured timeout); dropping the
+            // claim after a panic releases its lease the same way.
+            inner.tiers.keep(key, &value, claim);
+            Ok(value)
         }
         Err(payload) => failed(format!("computing {} panicked: {}", describe(key), panic_message(&*payload))),
     }
 }
 
-/// Asks the shared tier (if any) for the key's value or a lease. The tier may wait for
-/// another worker, so it runs on tokio's blocking pool, not on a runtime thread.
-async fn acquire<K, V>(
-    shared: &Option<Arc<dyn SharedTier<K, V>>>,
-    key: &K,
-) -> Result<(Option<V>, Option<Box<dyn Lease<V>>>), Arc<str>>
+/// Asks the tiers for the key. The shared tier may wait for another worker, so with one
+/// the lookup runs on tokio's blocking pool, not on a runtime thread.
+async fn lookup<K, V>(inner: &Arc<Inner<K, V>>, key: &K) -> Result<Lookup<V>, String>
 where
-    K: Clone + fmt::Debug + Send + Sync + 'static,
-    V: Send + 'static,
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
-    let Some(tier) = shared.clone() else { return Ok((None, None)) };
-    let asked = key.clone();
-    let answer = tokio::task::spawn_blocking(move || tier.acquire(&asked)).await;
-    let error = match answer {
-        Ok(Ok(Acquired::Value(value))) => return Ok((Some(value), None)),
-        Ok(Ok(Acquired::Lease(lease))) => return Ok((None, Some(lease))),
-        Ok(Ok(Acquired::Unshared)) => return Ok((None, None)),
-        Ok(Err(TierError::Unavailable(message))) => {
-            Error::<std::convert::Infallible>::Unavailable { key: describe(key), message }
+    let answer = if inner.tiers.may_block() {
+        let (inner, asked) = (Arc::clone(inner), key.clone());
+        match tokio::task::spawn_blocking(move || inner.tiers.lookup(&asked)).await {
+            Ok(answer) => answer,
+            Err(join) => {
+                let panicked = Error::<std::convert::Infallible>::Panicked {
+                    key: describe(key),
+                    message: join.to_string(),
+                };
+                return Err(panicked.to_string());
+            }
         }
-        Ok(Err(TierError::Corrupt(message))) => Error::Corrupt { key: describe(key), message },
-        Err(join) => Error::Panicked { key: describe(key), message: join.to_string() },
+    } else {
+        inner.tiers.lookup(key)
     };
-    Err(Arc::from(error.to_string()))
+    answer.map_err(|error| error.for_key::<std::convert::Infallible>(key).to_string())
 }
 
 #[cfg(feature = "redis")]
@@ -664,7 +641,7 @@ where
     /// in the cluster. With a backing tier too, the order is memory, backing, Redis, the
     /// function.
     pub fn redis(mut self, config: crate::RedisConfig) -> Self {
-        self.shared = Some(Arc::new(crate::redis::RedisTier::<K, V>::start(config)));
+        self.tiers.set_shared(Arc::new(crate::redis::RedisTier::<K, V>::start(config)));
         self
     }
 }

@@ -180,6 +180,7 @@ mod future;
 mod redis;
 mod sync;
 mod tier;
+mod tiers;
 mod waits;
 
 pub use backing::Backing;
