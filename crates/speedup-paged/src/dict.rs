@@ -23,6 +23,7 @@ use crate::overlay::{Overlay, Pending};
 use crate::page::{self, Layout, MAX_PAGE_BYTES, PageView};
 use crate::record::{self, RECORD_ALIGN, Storable};
 use crate::root::{self, BucketEntry};
+use crate::store::{self, Store};
 use crate::validated::DictPage;
 
 /// File extension of dict stores: `<location>/<basename>.spdict`.
@@ -129,8 +130,6 @@ where
     /// [`Error::UnsupportedFormat`], [`Error::TypeMismatch`] or [`Error::Corrupt`] if the
     /// file is not a readable dict of these types.
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
-        let path = opts.store_path(name, DICT_EXTENSION)?;
-        let _span = tracing::debug_span!("DiskDict::open", path = %path.display()).entered();
         let identity = Identity {
             current: format!("DiskDict<{}, {}>", record::type_identity::<K>(), record::type_identity::<V>()),
             format_1: format!(
@@ -139,8 +138,9 @@ where
                 record::legacy_type_label::<V>()
             ),
         };
-        let mut file = StoreFile::open(&path, Kind::Dict, &identity)?;
+        let mut file = store::open_file(name, opts, Kind::Dict, &identity)?;
         let header = file.header().clone();
+        let path = file.path().to_path_buf();
         let buckets = if header.root.len == 0 {
             vec![Bucket::empty(0, 0)]
         } else {
@@ -156,13 +156,7 @@ where
                 })
                 .collect()
         };
-        let total: u64 = buckets.iter().map(|b| u64::from(b.count)).sum();
-        if total != header.entries {
-            return Err(Error::corrupt(
-                &path,
-                format!("pages hold {total} entries, the header says {}", header.entries),
-            ));
-        }
+        store::check_count(&file, buckets.iter().map(|b| u64::from(b.count)).sum())?;
         // Pages must be real (inside the file, not overlapping) before their depths are
         // trusted to size the directory.
         file.set_live(buckets.iter().map(|b| b.page).filter(|p| p.len > 0))?;
@@ -428,22 +422,7 @@ where
     /// I/O errors ([`Error::Io`], [`Error::DiskFull`]). The store on disk is then still the
     /// one of the last successful flush, and the unflushed entries are still in memory.
     pub fn flush(&mut self) -> Result<()> {
-        if !self.dirty {
-            return Ok(());
-        }
-        let _span =
-            tracing::debug_span!("DiskDict::flush", path = %self.file.path().display(), entries = self.len)
-                .entered();
-        self.merge_overlay()?;
-        let root = root::encode_dict(self.buckets.iter().map(|b| BucketEntry {
-            local_depth: b.local_depth,
-            prefix: b.prefix,
-            page: b.page,
-            count: b.count,
-        }));
-        self.file.commit(&root, self.len)?;
-        self.dirty = false;
-        Ok(())
+        self.flush_store()
     }
 
     /// Flushes and closes the store, reporting any error (dropping a `DiskDict` also flushes,
@@ -453,16 +432,14 @@ where
     ///
     /// As [`DiskDict::flush`].
     pub fn close(mut self) -> Result<()> {
-        let result = self.flush();
-        self.dirty = false; // the error is the caller's now; Drop must not retry and log it
-        result
+        self.close_store()
     }
 
     /// Closes the store **without** flushing: every change since the last successful flush
     /// is dropped, and the store reopens exactly as that flush left it (a rollback, and
     /// what a crash at this instant would leave).
     pub fn discard(mut self) {
-        self.dirty = false;
+        self.discard_store();
     }
 
     /// The archived value of a pending write (`None` for a removal).
@@ -833,9 +810,35 @@ impl<K: Storable + Hash + Eq, V: Storable> Drop for DiskDict<K, V> {
     /// Flushes; an error can only be logged here (through `tracing`), so prefer
     /// [`DiskDict::close`] where the error matters.
     fn drop(&mut self) {
-        if let Err(error) = self.flush() {
-            tracing::error!(path = %self.file.path().display(), %error, "DiskDict: flush on drop failed; entries written since the last successful flush are lost");
-        }
+        self.flush_on_drop();
+    }
+}
+
+impl<K: Storable + Hash + Eq, V: Storable> Store for DiskDict<K, V> {
+    fn file(&self) -> &StoreFile {
+        &self.file
+    }
+
+    fn file_mut(&mut self) -> &mut StoreFile {
+        &mut self.file
+    }
+
+    fn dirty(&mut self) -> &mut bool {
+        &mut self.dirty
+    }
+
+    fn entries(&self) -> u64 {
+        self.len
+    }
+
+    fn write_pages(&mut self) -> Result<Vec<u8>> {
+        self.merge_overlay()?;
+        Ok(root::encode_dict(self.buckets.iter().map(|b| BucketEntry {
+            local_depth: b.local_depth,
+            prefix: b.prefix,
+            page: b.page,
+            count: b.count,
+        })))
     }
 }
 

@@ -99,6 +99,11 @@ impl StoreFile {
         &self.path
     }
 
+    /// Which structure the store holds.
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
     pub(crate) fn header(&self) -> &Header {
         &self.header
     }

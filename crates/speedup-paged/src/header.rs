@@ -56,10 +56,19 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn name(self) -> &'static str {
+    /// The public type that holds this kind: `DiskDict` or `DiskList`.
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Dict => "DiskDict",
             Kind::List => "DiskList",
+        }
+    }
+
+    /// The file name extension of this kind's stores.
+    pub(crate) fn extension(self) -> &'static str {
+        match self {
+            Kind::Dict => crate::DICT_EXTENSION,
+            Kind::List => crate::LIST_EXTENSION,
         }
     }
 }

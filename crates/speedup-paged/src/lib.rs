@@ -108,6 +108,7 @@ mod page;
 mod record;
 mod root;
 pub mod schema;
+mod store;
 mod validated;
 
 #[cfg(feature = "fuzzing")]

@@ -21,6 +21,7 @@ use crate::options::Options;
 use crate::page::{self, Layout, MAX_PAGE_BYTES, PageView};
 use crate::record::{self, Span, Storable};
 use crate::root::{self, PageEntry};
+use crate::store::{self, Store};
 use crate::validated::ItemPage;
 
 /// File extension of list stores: `<location>/<basename>.splist`.
@@ -169,14 +170,13 @@ impl<T: Storable> DiskList<T> {
     ///
     /// As [`DiskDict::open_with`](crate::DiskDict::open_with).
     pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
-        let path = opts.store_path(name, LIST_EXTENSION)?;
-        let _span = tracing::debug_span!("DiskList::open", path = %path.display()).entered();
         let identity = Identity {
             current: format!("DiskList<{}>", record::type_identity::<T>()),
             format_1: format!("DiskList<{}>", record::legacy_type_label::<T>()),
         };
-        let mut file = StoreFile::open(&path, Kind::List, &identity)?;
+        let mut file = store::open_file(name, opts, Kind::List, &identity)?;
         let header = file.header().clone();
+        let path = file.path().to_path_buf();
         let pages = if header.root.len == 0 {
             Vec::new()
         } else {
@@ -192,12 +192,7 @@ impl<T: Storable> DiskList<T> {
             starts.push(len);
             len += u64::from(p.count);
         }
-        if len != header.entries {
-            return Err(Error::corrupt(
-                &path,
-                format!("pages hold {len} items, the header says {}", header.entries),
-            ));
-        }
+        store::check_count(&file, len)?;
         file.set_live(pages.iter().map(|p| p.disk))?;
         Ok(DiskList {
             file,
@@ -487,22 +482,7 @@ impl<T: Storable> DiskList<T> {
     ///
     /// I/O errors; the store on disk is then still the one of the last successful flush.
     pub fn flush(&mut self) -> Result<()> {
-        if !self.dirty {
-            return Ok(());
-        }
-        let _span =
-            tracing::debug_span!("DiskList::flush", path = %self.file.path().display(), items = self.len)
-                .entered();
-        for id in self.resident.clone() {
-            self.write_back(id)?;
-        }
-        let root = root::encode_list(self.order.iter().map(|&id| {
-            let p = &self.pages[id as usize];
-            PageEntry { page: p.disk, count: p.count }
-        }));
-        self.file.commit(&root, self.len)?;
-        self.dirty = false;
-        Ok(())
+        self.flush_store()
     }
 
     /// Flushes and closes the list, reporting any error.
@@ -511,15 +491,13 @@ impl<T: Storable> DiskList<T> {
     ///
     /// As [`DiskList::flush`].
     pub fn close(mut self) -> Result<()> {
-        let result = self.flush();
-        self.dirty = false;
-        result
+        self.close_store()
     }
 
     /// Closes the list **without** flushing: every change since the last successful flush
     /// is dropped, and the list reopens exactly as that flush left it.
     pub fn discard(mut self) {
-        self.dirty = false;
+        self.discard_store();
     }
 
     fn out_of_range(&self, index: usize) -> Error {
@@ -697,9 +675,35 @@ impl<T: Storable> DiskList<T> {
 impl<T: Storable> Drop for DiskList<T> {
     /// Flushes; errors are logged through `tracing` (use [`DiskList::close`] to see them).
     fn drop(&mut self) {
-        if let Err(error) = self.flush() {
-            tracing::error!(path = %self.file.path().display(), %error, "DiskList: flush on drop failed; items changed since the last successful flush are lost");
+        self.flush_on_drop();
+    }
+}
+
+impl<T: Storable> Store for DiskList<T> {
+    fn file(&self) -> &StoreFile {
+        &self.file
+    }
+
+    fn file_mut(&mut self) -> &mut StoreFile {
+        &mut self.file
+    }
+
+    fn dirty(&mut self) -> &mut bool {
+        &mut self.dirty
+    }
+
+    fn entries(&self) -> u64 {
+        self.len
+    }
+
+    fn write_pages(&mut self) -> Result<Vec<u8>> {
+        for id in self.resident.clone() {
+            self.write_back(id)?;
         }
+        Ok(root::encode_list(self.order.iter().map(|&id| {
+            let p = &self.pages[id as usize];
+            PageEntry { page: p.disk, count: p.count }
+        })))
     }
 }
 
