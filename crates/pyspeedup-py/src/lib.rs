@@ -20,6 +20,7 @@ mod codec;
 mod errors;
 mod memory;
 mod runtime;
+mod store_handle;
 
 use pyo3::prelude::*;
 

@@ -1,10 +1,8 @@
 //! `pyspeedup.memory`: `DiskDict` and `DiskList` over speedup-paged.
 //!
-//! Both hold their store behind a mutex that is only ever taken with the GIL released
-//! (`Python::detach`): a thread doing disk I/O never blocks the interpreter, and a thread
-//! waiting for the store never holds the GIL that the I/O thread needs to return. No
-//! Python code runs while the mutex is held (keys and values are encoded before and
-//! decoded after), so the objects are safe to share between threads.
+//! Both hold their store in a [`StoreHandle`], which releases the GIL around every store
+//! call. No Python code runs while the store is held (keys and values are encoded before
+//! and decoded after), so the objects are safe to share between threads.
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyTypeError};
@@ -12,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PySlice, PyTuple};
 
 use crate::codec::{self, Role};
-use crate::errors;
+use crate::store_handle::StoreHandle;
 
 type Bytes = Vec<u8>;
 
@@ -29,29 +27,10 @@ fn list_index(index: &Bound<'_, PyAny>) -> PyResult<isize> {
 /// Entries read per trip to the store while iterating.
 const CHUNK: usize = 256;
 
-fn options(size_limit: i64, max_pages: i64, file_location: &str) -> PyResult<speedup_paged::Options> {
-    // The original's checks, with its messages.
-    if max_pages < 1 {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "There must be allowed at least one page in RAM.",
-        ));
-    }
-    if size_limit < 1 {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "There must be allowed at least one item per page.",
-        ));
-    }
-    let clamp = |v: i64| usize::try_from(v).unwrap_or(usize::MAX);
-    Ok(speedup_paged::Options::new()
-        .location(file_location)
-        .size_limit(clamp(size_limit))
-        .max_pages(clamp(max_pages)))
-}
-
 /// A dict paged to disk: bounded RAM, persistent across runs (`pyspeedup.memory.DiskDict`).
 #[pyclass(frozen, subclass, weakref, module = "pyspeedup.memory", name = "DiskDict")]
 pub(crate) struct DiskDict {
-    store: Mutex<Option<speedup_paged::DiskDict<Bytes, Bytes>>>,
+    store: StoreHandle<speedup_paged::DiskDict<Bytes, Bytes>>,
     #[pyo3(get)]
     size_limit: i64,
     #[pyo3(get)]
@@ -67,27 +46,7 @@ impl DiskDict {
         py: Python<'_>,
         f: impl FnOnce(&mut speedup_paged::DiskDict<Bytes, Bytes>) -> speedup_paged::Result<R> + Send,
     ) -> PyResult<R> {
-        py.detach(|| {
-            let mut guard = self.store.lock();
-            let store = guard.as_mut().ok_or(Failure::Closed)?;
-            f(store).map_err(Failure::Store)
-        })
-        .map_err(Failure::into_py)
-    }
-}
-
-/// An error met with the GIL released, turned into an exception once it is held again.
-enum Failure {
-    Closed,
-    Store(speedup_paged::Error),
-}
-
-impl Failure {
-    fn into_py(self) -> PyErr {
-        match self {
-            Failure::Closed => errors::closed(),
-            Failure::Store(e) => errors::store(e),
-        }
+        self.store.with(py, f)
     }
 }
 
@@ -103,16 +62,9 @@ impl DiskDict {
         max_pages: i64,
         file_location: Option<String>,
     ) -> PyResult<Self> {
-        let location = match file_location {
-            Some(l) => l,
-            None => default_location(py)?,
-        };
-        let opts = options(size_limit, max_pages, &location)?;
-        let name = file_basename.to_owned();
-        let store = py.detach(|| speedup_paged::DiskDict::open_with(&name, &opts)).map_err(errors::store)?;
-        let path = store.path().display().to_string();
-        errors::warn_fallback(py, &path, store.header_fallback())?;
-        Ok(DiskDict { store: Mutex::new(Some(store)), size_limit, max_pages, path })
+        let store = StoreHandle::open(py, file_basename, size_limit, max_pages, file_location)?;
+        let path = store.path().to_owned();
+        Ok(DiskDict { store, size_limit, max_pages, path })
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
@@ -186,16 +138,13 @@ impl DiskDict {
 
     /// Flushes and releases the store; later operations raise `ValueError`. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        match py.detach(|| self.store.lock().take()) {
-            Some(store) => py.detach(|| store.close()).map_err(errors::store),
-            None => Ok(()),
-        }
+        self.store.close(py)
     }
 
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
-        py.detach(|| self.store.lock().is_none())
+        self.store.is_closed(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -213,15 +162,6 @@ impl DiskDict {
             "DiskDict(path={:?}, size_limit={}, max_pages={})",
             self.path, self.size_limit, self.max_pages
         )
-    }
-}
-
-impl Drop for DiskDict {
-    fn drop(&mut self) {
-        // Flushes in speedup-paged's Drop; the GIL is not needed for that.
-        if let Some(store) = self.store.get_mut().take() {
-            let _ = store.close();
-        }
     }
 }
 
@@ -244,15 +184,10 @@ impl KeyIter {
 }
 
 /// The folder stores go to when no `file_location` is given: `~/.PySpeedup`.
-fn default_location(py: Python<'_>) -> PyResult<String> {
-    let home: String = py.import("os.path")?.call_method1("expanduser", ("~",))?.extract()?;
-    Ok(std::path::Path::new(&home).join(".PySpeedup").display().to_string())
-}
-
 /// A list paged to disk: bounded RAM, persistent across runs (`pyspeedup.memory.DiskList`).
 #[pyclass(frozen, subclass, weakref, module = "pyspeedup.memory", name = "DiskList")]
 pub(crate) struct DiskList {
-    store: Mutex<Option<speedup_paged::DiskList<Bytes>>>,
+    store: StoreHandle<speedup_paged::DiskList<Bytes>>,
     #[pyo3(get)]
     size_limit: i64,
     #[pyo3(get)]
@@ -262,17 +197,13 @@ pub(crate) struct DiskList {
 }
 
 impl DiskList {
+    /// Runs `f` on the open store with the GIL released.
     fn with<R: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut speedup_paged::DiskList<Bytes>) -> speedup_paged::Result<R> + Send,
     ) -> PyResult<R> {
-        py.detach(|| {
-            let mut guard = self.store.lock();
-            let store = guard.as_mut().ok_or(Failure::Closed)?;
-            f(store).map_err(Failure::Store)
-        })
-        .map_err(Failure::into_py)
+        self.store.with(py, f)
     }
 
     /// `index` (negative from the end) as a position in `0..len`, or `IndexError`.
@@ -298,16 +229,9 @@ impl DiskList {
         max_pages: i64,
         file_location: Option<String>,
     ) -> PyResult<Self> {
-        let location = match file_location {
-            Some(l) => l,
-            None => default_location(py)?,
-        };
-        let opts = options(size_limit, max_pages, &location)?;
-        let name = file_basename.to_owned();
-        let store = py.detach(|| speedup_paged::DiskList::open_with(&name, &opts)).map_err(errors::store)?;
-        let path = store.path().display().to_string();
-        errors::warn_fallback(py, &path, store.header_fallback())?;
-        Ok(DiskList { store: Mutex::new(Some(store)), size_limit, max_pages, path })
+        let store = StoreHandle::open(py, file_basename, size_limit, max_pages, file_location)?;
+        let path = store.path().to_owned();
+        Ok(DiskList { store, size_limit, max_pages, path })
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
@@ -427,16 +351,13 @@ impl DiskList {
 
     /// Flushes and releases the store; later operations raise `ValueError`. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        match py.detach(|| self.store.lock().take()) {
-            Some(store) => py.detach(|| store.close()).map_err(errors::store),
-            None => Ok(()),
-        }
+        self.store.close(py)
     }
 
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
-        py.detach(|| self.store.lock().is_none())
+        self.store.is_closed(py)
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -454,14 +375,6 @@ impl DiskList {
             "DiskList(path={:?}, size_limit={}, max_pages={})",
             self.path, self.size_limit, self.max_pages
         )
-    }
-}
-
-impl Drop for DiskList {
-    fn drop(&mut self) {
-        if let Some(store) = self.store.get_mut().take() {
-            let _ = store.close();
-        }
     }
 }
 

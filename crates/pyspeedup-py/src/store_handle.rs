@@ -1,0 +1,152 @@
+//! An open speedup-paged store as the Python classes hold it: the one owner of opening
+//! with the original's parameters, of "closed means `ValueError`", of releasing the GIL
+//! around every store call, and of the flush on drop. `DiskDict` and `DiskList` differ
+//! only in their methods.
+//!
+//! The mutex is only ever taken with the GIL released (`Python::detach`): a thread doing
+//! disk I/O never blocks the interpreter, and a thread waiting for the store never holds
+//! the GIL that the I/O thread needs to return. No Python code runs while it is held.
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+
+use crate::errors;
+
+/// What the handle needs of a store (both of speedup-paged's stores have it).
+pub(crate) trait PagedStore: Send + Sized {
+    fn open_with(name: &str, opts: &speedup_paged::Options) -> speedup_paged::Result<Self>;
+    fn path(&self) -> &std::path::Path;
+    fn header_fallback(&self) -> Option<&speedup_paged::HeaderFallback>;
+    fn close(self) -> speedup_paged::Result<()>;
+}
+
+macro_rules! paged_store {
+    ($store:ty) => {
+        impl PagedStore for $store {
+            fn open_with(name: &str, opts: &speedup_paged::Options) -> speedup_paged::Result<Self> {
+                <$store>::open_with(name, opts)
+            }
+            fn path(&self) -> &std::path::Path {
+                <$store>::path(self)
+            }
+            fn header_fallback(&self) -> Option<&speedup_paged::HeaderFallback> {
+                <$store>::header_fallback(self)
+            }
+            fn close(self) -> speedup_paged::Result<()> {
+                <$store>::close(self)
+            }
+        }
+    };
+}
+paged_store!(speedup_paged::DiskDict<Vec<u8>, Vec<u8>>);
+paged_store!(speedup_paged::DiskList<Vec<u8>>);
+
+/// A store until `close()`; `None` after it.
+pub(crate) struct StoreHandle<S: PagedStore> {
+    store: Mutex<Option<S>>,
+    path: String,
+}
+
+impl<S: PagedStore> StoreHandle<S> {
+    /// Opens (or creates) the store `name` with the original's parameters: `file_location`
+    /// defaults to `~/.PySpeedup`; a damaged newest header is reported as a warning.
+    pub(crate) fn open(
+        py: Python<'_>,
+        name: &str,
+        size_limit: i64,
+        max_pages: i64,
+        file_location: Option<String>,
+    ) -> PyResult<Self> {
+        let location = match file_location {
+            Some(l) => l,
+            None => default_location(py)?,
+        };
+        let opts = options(size_limit, max_pages, &location)?;
+        let store = py.detach(|| S::open_with(name, &opts)).map_err(errors::store)?;
+        let path = store.path().display().to_string();
+        errors::warn_fallback(py, &path, store.header_fallback())?;
+        Ok(StoreHandle { store: Mutex::new(Some(store)), path })
+    }
+
+    /// The store file's path, as opened.
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Runs `f` on the open store with the GIL released; `ValueError` once closed.
+    pub(crate) fn with<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut S) -> speedup_paged::Result<R> + Send,
+    ) -> PyResult<R> {
+        py.detach(|| {
+            let mut guard = self.store.lock();
+            let store = guard.as_mut().ok_or(Failure::Closed)?;
+            f(store).map_err(Failure::Store)
+        })
+        .map_err(Failure::into_py)
+    }
+
+    /// Flushes and releases the store; later calls raise `ValueError`. Idempotent.
+    pub(crate) fn close(&self, py: Python<'_>) -> PyResult<()> {
+        match py.detach(|| self.store.lock().take()) {
+            Some(store) => py.detach(|| store.close()).map_err(errors::store),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `close()` was called.
+    pub(crate) fn is_closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.store.lock().is_none())
+    }
+}
+
+impl<S: PagedStore> Drop for StoreHandle<S> {
+    fn drop(&mut self) {
+        // Flushes in speedup-paged's close; the GIL is not needed for that, and an error
+        // has nobody to go to here (speedup-paged logs it through `tracing`).
+        if let Some(store) = self.store.get_mut().take() {
+            let _ = store.close();
+        }
+    }
+}
+
+/// An error met with the GIL released, turned into an exception once it is held again.
+enum Failure {
+    Closed,
+    Store(speedup_paged::Error),
+}
+
+impl Failure {
+    fn into_py(self) -> PyErr {
+        match self {
+            Failure::Closed => errors::closed(),
+            Failure::Store(e) => errors::store(e),
+        }
+    }
+}
+
+fn options(size_limit: i64, max_pages: i64, file_location: &str) -> PyResult<speedup_paged::Options> {
+    // The original's checks, with its messages.
+    if max_pages < 1 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "There must be allowed at least one page in RAM.",
+        ));
+    }
+    if size_limit < 1 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "There must be allowed at least one item per page.",
+        ));
+    }
+    let clamp = |v: i64| usize::try_from(v).unwrap_or(usize::MAX);
+    Ok(speedup_paged::Options::new()
+        .location(file_location)
+        .size_limit(clamp(size_limit))
+        .max_pages(clamp(max_pages)))
+}
+
+/// The original's default folder, `~/.PySpeedup` (expanded as Python's `os.path` does).
+fn default_location(py: Python<'_>) -> PyResult<String> {
+    let home: String = py.import("os.path")?.call_method1("expanduser", ("~",))?.extract()?;
+    Ok(std::path::Path::new(&home).join(".PySpeedup").display().to_string())
+}
