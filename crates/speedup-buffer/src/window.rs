@@ -7,7 +7,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{BoxError, Error, SpillError};
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard, thread};
 
 /// Where a [`WindowBuffer`] puts items that leave its window.
 pub trait Spill<T>: Send {
@@ -81,7 +81,7 @@ impl<T> Shared<T> {
 pub struct WindowBuffer<T> {
     shared: Arc<Shared<T>>,
     lookahead: usize,
-    producer: Option<std::thread::JoinHandle<()>>,
+    producer: Option<thread::JoinHandle<()>>,
 }
 
 impl<T> fmt::Debug for WindowBuffer<T> {
@@ -116,7 +116,7 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
         });
         let producer = {
             let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
+            thread::Builder::new()
                 .name("speedup-buffer-window".into())
                 .spawn(move || produce(&shared, iter, window))
                 .unwrap_or_else(|e| panic!("cannot start the buffer's producer thread: {e}"))

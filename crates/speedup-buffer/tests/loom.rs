@@ -60,3 +60,41 @@ fn a_stored_item_reaches_a_waiting_reader_before_the_batch_ends() {
         assert_eq!(b.get(1), Some(&1));
     });
 }
+
+/// The window buffer's producer and readers meet on one mutex and condition variable: a
+/// reader waiting for an item is woken when it is stored, and the end is seen.
+#[test]
+fn window_a_waiting_reader_gets_every_item_and_the_end() {
+    loom::model(|| {
+        let b = Buffer::builder().lookahead(1).window(2).build(0u8..2);
+        assert_eq!(b.get(1), Ok(Some(1)));
+        assert_eq!(b.get(2), Ok(None));
+    });
+}
+
+/// A parked window producer is woken by new demand, and old items leave the window.
+#[test]
+fn window_new_demand_wakes_the_parked_producer_and_old_items_leave() {
+    loom::model(|| {
+        let b = Buffer::builder().lookahead(1).window(2).build(0u8..);
+        assert_eq!(b.get(0), Ok(Some(0)));
+        assert_eq!(b.get(3), Ok(Some(3))); // past the first lookahead: the producer had parked
+        assert!(matches!(b.get(0), Err(speedup_buffer::Error::Evicted { index: 0, .. })));
+    });
+}
+
+/// Dropping a window buffer stops its producer, parked or about to park, without a hang;
+/// a second reader on another thread gets its item first.
+#[test]
+fn window_two_readers_and_a_drop() {
+    loom::model(|| {
+        let b = loom::sync::Arc::new(Buffer::builder().lookahead(1).window(4).build(0u8..));
+        let other = {
+            let b = loom::sync::Arc::clone(&b);
+            loom::thread::spawn(move || b.get(2))
+        };
+        assert_eq!(b.get(1), Ok(Some(1)));
+        assert_eq!(other.join().unwrap(), Ok(Some(2)));
+        drop(b);
+    });
+}

@@ -488,6 +488,8 @@ where
             // SAFETY: `layout` is set only after the checks below passed on these bytes, or
             // by `merge_bucket` for a page it encoded from `K` and `V` records; extents are
             // never rewritten while referenced (see `file.rs`, "Why the mapping is sound").
+            // Caught by `tests/model.rs` (reads after splits and flushes) and
+            // `tests/errors.rs::bit_flips_are_detected` if a page were trusted unchecked.
             return Ok(Some(unsafe { DictPage::trusted(view) }));
         }
         let bytes = self.file.read_checked(b.page)?;

@@ -533,6 +533,8 @@ impl<T: Storable> DiskList<T> {
             // SAFETY: `layout` is set only after the checks below passed on these bytes, or
             // by `write_back` for a page it encoded from a buffer of `T`; extents are never
             // rewritten while referenced (see `file.rs`, "Why the mapping is sound").
+            // Caught by `tests/model.rs` (reads after write-backs and flushes) and
+            // `tests/errors.rs::bit_flips_are_detected` if a page were trusted unchecked.
             return Ok(unsafe { ItemPage::trusted(view) });
         }
         let corrupt = |why: String| Error::corrupt(self.file.path(), format!("list page {id}: {why}"));

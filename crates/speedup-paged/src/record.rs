@@ -118,7 +118,9 @@ pub(crate) fn check<T: Storable>(bytes: &[u8]) -> std::result::Result<(), String
 pub(crate) unsafe fn archived<T: Storable>(bytes: &[u8]) -> &T::Archived {
     let root = bytes.len() - size_of::<T::Archived>();
     // SAFETY: the caller guarantees a valid archived `T` rooted at the record's end
-    // (validated by `check`, or written by our own serializer for this very type).
+    // (validated by `check`, or written by our own serializer for this very type). A
+    // caller that broke this is caught by `tests/fuzz_smoke.rs` (crafted pages) and
+    // `records_round_trip_at_aligned_offsets` below (run under Miri by `cargo xtask miri`).
     unsafe { rkyv::api::access_pos_unchecked::<T::Archived>(bytes, root) }
 }
 
