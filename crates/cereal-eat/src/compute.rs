@@ -18,7 +18,7 @@ pub fn sample_rows<'a, T>(table: &ArrayView2<'a, T>, rows: &[usize]) -> Vec<Arra
     rows.iter().map(|&r| (*table).index_axis_move(ndarray::Axis(0), r)).collect()
 }
 
-/// `row` repeated `its` times as a table (`Vec` of rows): the seed's `compute=True`.
+/// `row` repeated `its` times as a table (`Vec` of rows): the original cereal's `compute=True`.
 ///
 /// ```
 /// assert_eq!(cereal_eat::compute::repeat_rows(&[1, 2, 3, 4], 2), vec![vec![1, 2, 3, 4], vec![1, 2, 3, 4]]);
@@ -51,7 +51,7 @@ pub fn broadcast_rows<T>(row: &[T], its: usize) -> ArrayView2<'_, T> {
 }
 
 /// `row` repeated `its` times as an Arrow `RecordBatch` with the given column names (the
-/// seed's `pd.DataFrame(..., columns=['a', 'b', 'c', 'd'])`). Feature `arrow`.
+/// original's `pd.DataFrame(..., columns=['a', 'b', 'c', 'd'])`). Feature `arrow`.
 ///
 /// ```
 /// let batch = cereal_eat::compute::to_record_batch(&[1i64, 2, 3, 4], 4, &["a", "b", "c", "d"]).unwrap();

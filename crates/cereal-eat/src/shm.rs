@@ -1,5 +1,5 @@
 //! [`SharedArray`]: an array in a shared file mapping that several processes open by name
-//! and update in place: the "distributed systems with shared memory spaces" of the seed.
+//! and update in place: the "distributed systems with shared memory spaces" of the original cereal.
 //!
 //! # Layout
 //!

@@ -31,7 +31,7 @@ pub fn par_for_each<T: Send>(
 }
 
 /// Spawns `f(i)` as a tokio task for every `i` in `0..n`, at most `concurrency` running
-/// at once, and returns at once with a handle that completes when all have (the seed's
+/// at once, and returns at once with a handle that completes when all have (the original cereal's
 /// async traversal: submission does not wait for the work).
 ///
 /// Must be called within a tokio runtime.

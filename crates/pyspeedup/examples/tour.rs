@@ -192,7 +192,7 @@ fn paged(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let mut printed = Vec::new();
     for i in 0..10u64 {
         d.insert(i, char::from(b'a' + i as u8).to_string())?;
-        // The seed prints d[3] on every pass: a KeyError until 3 is inserted. Rust says so.
+        // The original prints d[3] on every pass: a KeyError until 3 is inserted. Rust says so.
         let line = match d.get(&3)? {
             Some(v) => v,
             None => "KeyError: 3 (not inserted yet)".to_string(),

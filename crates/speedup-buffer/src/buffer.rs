@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::error::Error;
 use crate::gate::{FINISHED, Gate, PANICKED};
 use crate::halt::{self, Halt, NonDecreasing, Step};
-use crate::store::Store;
+use crate::store::{Cursor, Store};
 use crate::sync::{Arc, Mutex, thread};
 use crate::window::{Spill, WindowBuffer};
 
@@ -31,7 +31,7 @@ pub(crate) struct Shared<T> {
 ///
 /// # Examples
 ///
-/// The seed's `count` example:
+/// The original PySpeedup's `count` example:
 ///
 /// ```
 /// use speedup_buffer::Buffer;
@@ -253,6 +253,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
     let _entered = span.enter();
     tracing::debug!("speedup-buffer: producer starts");
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut writer = shared.items.writer();
         let mut iter = make();
         let mut produced = 0;
         loop {
@@ -276,9 +277,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
                 if gate.stopping() {
                     return; // dropped meanwhile: nobody reads this item
                 }
-                // SAFETY: this thread is the buffer's only producer (the store's contract);
-                // tests/sync_producer.rs and the store's Miri tests catch a second writer.
-                unsafe { shared.items.push(item) };
+                writer.push(item);
                 produced += 1;
             }
             gate.publish(produced);
@@ -344,17 +343,14 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     /// [`Error::ProducerPanicked`].
     #[inline]
     pub fn try_get(&self, index: usize) -> Result<Option<&T>, Error> {
-        let published = self.shared.gate.published();
-        if index < published {
-            // Fast path: published, so written. Keep the producer `lookahead` ahead only
-            // near the frontier; deep in the cached prefix there is nothing to ask for.
-            if index.saturating_add(self.lookahead) >= published {
+        let mut cursor = self.shared.items.cursor();
+        if let Some(item) = cursor.get(index) {
+            // Fast path: written. Keep the producer `lookahead` ahead only near the
+            // frontier; deep in the cached prefix there is nothing to ask for.
+            if index.saturating_add(self.lookahead) >= cursor.seen() {
                 self.shared.gate.want(self.demand_for(index));
             }
-            // SAFETY: `index < published`, loaded with Acquire; the producer publishes only
-            // items it has written (the store's invariant; tests/sync_producer.rs and the
-            // store's Miri tests catch a violation).
-            return Ok(Some(unsafe { self.shared.items.get_unchecked(index) }));
+            return Ok(Some(item));
         }
         self.slow_get(index)
     }
@@ -363,11 +359,9 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     fn slow_get(&self, index: usize) -> Result<Option<&T>, Error> {
         let gate = &self.shared.gate;
         gate.want(self.demand_for(index));
-        let published = gate.wait_for(index, || self.shared.items.len());
-        if index < published {
-            // SAFETY: as in `try_get`: `wait_for` returns a count it loaded with Acquire,
-            // `published` or the store's `written` (the store's invariant covers both).
-            return Ok(Some(unsafe { self.shared.items.get_unchecked(index) }));
+        gate.wait_for(index, || self.shared.items.len());
+        if let Some(item) = self.shared.items.get(index) {
+            return Ok(Some(item));
         }
         match gate.end() {
             PANICKED => Err(Error::ProducerPanicked { index, message: self.panic_message() }),
@@ -526,7 +520,7 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     /// Iterates from the first item: cached items first, then waiting for the producer.
     /// Any number of iterators may run at once.
     pub fn iter(&self) -> Iter<'_, T> {
-        Iter { buffer: self, next: 0, published: 0 }
+        Iter { buffer: self, next: 0, cursor: self.shared.items.cursor() }
     }
 
     /// Items produced (and readable without waiting) so far.
@@ -595,8 +589,8 @@ impl<T> Drop for Buffer<T> {
 pub struct Iter<'a, T> {
     buffer: &'a Buffer<T>,
     next: usize,
-    /// Items known to be published: reading below it needs no synchronization.
-    published: usize,
+    /// Reads below the items it has seen written need no atomic load.
+    cursor: Cursor<'a, T>,
 }
 
 impl<T> fmt::Debug for Iter<'_, T> {
@@ -610,27 +604,17 @@ impl<'a, T: Send + Sync + 'static> Iterator for Iter<'a, T> {
 
     fn next(&mut self) -> Option<&'a T> {
         let index = self.next;
-        if index >= self.published {
-            let gate = &self.buffer.shared.gate;
-            self.published = gate.published();
-            if index >= self.published {
-                return self.buffer.get(index).inspect(|_| {
-                    self.next += 1;
-                    self.published = gate.published();
-                });
-            }
-        }
+        let item = match self.cursor.get(index) {
+            Some(item) => item,
+            None => self.buffer.get(index)?,
+        };
         // Keep demand `lookahead` ahead of this reader, once per half window.
         let lookahead = self.buffer.lookahead;
         if index.is_multiple_of(lookahead.div_ceil(2)) {
             self.buffer.shared.gate.want(self.buffer.demand_for(index));
         }
         self.next += 1;
-        // SAFETY: `index < self.published`, a count loaded with Acquire from the gate, which
-        // the producer raises only after writing the items (the store's invariant).
-        // tests/handoff.rs (every item read right after it is stored) and the store's Miri
-        // tests would catch a read of an unwritten slot.
-        Some(unsafe { self.buffer.shared.items.get_unchecked(index) })
+        Some(item)
     }
 }
 

@@ -5,16 +5,18 @@
 //! moved or freed before the store is dropped, so `&T` stays valid for the store's life.
 //!
 //! **Invariant (why the unsafe code is sound):** slot `i` is written exactly once, by the
-//! single producer, before it raises `written` past `i` (`Release`). A reader may read slot
-//! `i` only after observing (`Acquire`) a count above `i`, either `written` here or the
-//! buffer's `published`, which the producer raises only after `written`. So every read of a
-//! slot happens-after its only write, and nothing ever writes it again. Tested by the unit
-//! tests below (also under Miri, which checks for data races between real threads).
+//! store's one [`Writer`], before it raises `written` past `i` (`Release`). A reader reads
+//! slot `i` only after observing (`Acquire`) `written` above `i`, itself or earlier through
+//! the same [`Cursor`]. So every read of a slot happens-after its only write, and nothing
+//! ever writes it again. This module is the crate's only `unsafe` code, and its API is
+//! safe: one writer is enforced by [`Store::writer`], reads check `written`. Tested by the
+//! unit tests below (also under Miri, which checks for data races between real threads),
+//! `tests/handoff.rs` and the loom models.
 
 use std::cell::UnsafeCell;
 use std::mem::MaybeUninit;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 /// Size of the first bucket; bucket `b` holds `FIRST << b` items.
 const FIRST: usize = 32;
@@ -26,6 +28,22 @@ type Slot<T> = UnsafeCell<MaybeUninit<T>>;
 pub(crate) struct Store<T> {
     buckets: [AtomicPtr<Slot<T>>; BUCKETS],
     written: AtomicUsize,
+    /// Set once [`Store::writer`] has handed out the writer.
+    writer_taken: AtomicBool,
+}
+
+/// The store's one writer (see [`Store::writer`]).
+pub(crate) struct Writer<'s, T> {
+    store: &'s Store<T>,
+}
+
+/// A reader's position in one store: the count of written items it has observed, so that
+/// reading below it takes no atomic load (a reader that walks the store in order loads
+/// `written` once per batch of new items, not once per item).
+pub(crate) struct Cursor<'s, T> {
+    store: &'s Store<T>,
+    /// Items known written: loaded with `Acquire` from `store.written` by this cursor.
+    seen: usize,
 }
 
 // SAFETY: the store hands out `&T` to any thread (needs `T: Sync`) and moves `T` values in
@@ -44,7 +62,27 @@ fn locate(index: usize) -> (usize, usize) {
 
 impl<T> Store<T> {
     pub(crate) fn new() -> Self {
-        Store { buckets: [const { AtomicPtr::new(ptr::null_mut()) }; BUCKETS], written: AtomicUsize::new(0) }
+        Store {
+            buckets: [const { AtomicPtr::new(ptr::null_mut()) }; BUCKETS],
+            written: AtomicUsize::new(0),
+            writer_taken: AtomicBool::new(false),
+        }
+    }
+
+    /// The store's writer. A store has one: only the producer appends.
+    ///
+    /// # Panics
+    ///
+    /// On a second call (a bug in this crate, not in its user's code).
+    pub(crate) fn writer(&self) -> Writer<'_, T> {
+        let first = !self.writer_taken.swap(true, Ordering::Relaxed);
+        assert!(first, "speedup-buffer: a store has one writer");
+        Writer { store: self }
+    }
+
+    /// A reader's cursor, starting with nothing seen.
+    pub(crate) fn cursor(&self) -> Cursor<'_, T> {
+        Cursor { store: self, seen: 0 }
     }
 
     /// Items written so far.
@@ -52,52 +90,72 @@ impl<T> Store<T> {
         self.written.load(Ordering::Acquire)
     }
 
-    /// Appends `value` as item `len()`.
-    ///
-    /// # Safety
-    ///
-    /// Only one thread (the producer) may ever call `push` on a store.
-    pub(crate) unsafe fn push(&self, value: T) {
-        let index = self.written.load(Ordering::Relaxed); // only we write it
-        let (bucket, offset) = locate(index);
-        let mut base = self.buckets[bucket].load(Ordering::Relaxed);
-        if base.is_null() {
-            let slots: Box<[Slot<T>]> =
-                (0..FIRST << bucket).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
-            base = Box::into_raw(slots).cast::<Slot<T>>();
-            // Readers reach this pointer only after an Acquire of a count that our Release
-            // below (or the buffer's later `published`) raised.
-            self.buckets[bucket].store(base, Ordering::Release);
-        }
-        // SAFETY: `offset < FIRST << bucket`, the bucket's length; slot `index` has never
-        // been written (indices only grow) and no reader reads it before `written > index`,
-        // which we publish only after this write; we are the only writer (caller contract).
-        unsafe { (*base.add(offset)).get().write(MaybeUninit::new(value)) };
-        self.written.store(index + 1, Ordering::Release);
-    }
-
     /// Item `index`, if written.
     pub(crate) fn get(&self, index: usize) -> Option<&T> {
-        (index < self.len()).then(|| {
-            // SAFETY: `index < written`, observed with Acquire: see the module invariant.
-            unsafe { self.get_unchecked(index) }
-        })
+        self.cursor().get(index)
     }
 
     /// Item `index`, without checking it was written.
     ///
     /// # Safety
     ///
-    /// The caller must have observed (with `Acquire`) a count above `index` that the
-    /// producer raised after writing the item: `len()` or the buffer's `published`.
+    /// `index` is below a value of `written` that this thread loaded with `Acquire`.
     #[inline]
-    pub(crate) unsafe fn get_unchecked(&self, index: usize) -> &T {
+    unsafe fn get_unchecked(&self, index: usize) -> &T {
         let (bucket, offset) = locate(index);
         let base = self.buckets[bucket].load(Ordering::Acquire);
         // SAFETY: the caller's observation orders this read after the slot's only write
         // (and after the bucket allocation); the slot is initialized and never written or
         // freed again while `&self` lives.
         unsafe { (*(*base.add(offset)).get()).assume_init_ref() }
+    }
+}
+
+impl<T> Writer<'_, T> {
+    /// Appends `value` as item `len()`.
+    pub(crate) fn push(&mut self, value: T) {
+        let store = self.store;
+        let index = store.written.load(Ordering::Relaxed); // only we write it
+        let (bucket, offset) = locate(index);
+        let mut base = store.buckets[bucket].load(Ordering::Relaxed);
+        if base.is_null() {
+            let slots: Box<[Slot<T>]> =
+                (0..FIRST << bucket).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect();
+            base = Box::into_raw(slots).cast::<Slot<T>>();
+            // Readers reach this pointer only after an Acquire of `written`, which our
+            // Release below raises.
+            store.buckets[bucket].store(base, Ordering::Release);
+        }
+        // SAFETY: `offset < FIRST << bucket`, the bucket's length; slot `index` has never
+        // been written (indices only grow) and no reader reads it before `written > index`,
+        // which we publish only after this write; we are the only writer (`Store::writer`).
+        // Caught by `a_second_writer_is_refused` and, under Miri,
+        // `miri_readers_on_other_threads_see_written_items`.
+        unsafe { (*base.add(offset)).get().write(MaybeUninit::new(value)) };
+        store.written.store(index + 1, Ordering::Release);
+    }
+}
+
+impl<'s, T> Cursor<'s, T> {
+    /// Item `index`, if written; loads `written` only when `index` is past what this
+    /// cursor has seen.
+    #[inline]
+    pub(crate) fn get(&mut self, index: usize) -> Option<&'s T> {
+        if index >= self.seen {
+            self.seen = self.store.len();
+            if index >= self.seen {
+                return None;
+            }
+        }
+        // SAFETY: `index < seen`, a value of `written` this cursor loaded with Acquire from
+        // its own store (the lifetime ties it there): see the module invariant. Caught by
+        // `miri_readers_on_other_threads_see_written_items` and `tests/handoff.rs`.
+        Some(unsafe { self.store.get_unchecked(index) })
+    }
+
+    /// Items this cursor knows are written (without loading `written` again).
+    pub(crate) fn seen(&self) -> usize {
+        self.seen
     }
 }
 
@@ -142,11 +200,31 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "a store has one writer")]
+    fn a_second_writer_is_refused() {
+        let store = Store::<u8>::new();
+        let _producer = store.writer();
+        let _another = store.writer();
+    }
+
+    #[test]
+    fn a_cursor_sees_items_written_after_it_was_made() {
+        let store = Store::new();
+        let mut cursor = store.cursor();
+        assert_eq!(cursor.get(0), None);
+        let mut writer = store.writer();
+        writer.push(5u8);
+        assert_eq!(cursor.get(0), Some(&5));
+        assert_eq!(cursor.seen(), 1);
+        assert_eq!(cursor.get(1), None);
+    }
+
+    #[test]
     fn miri_items_are_stable_and_dropped_once() {
         let store = Store::new();
+        let mut writer = store.writer();
         for i in 0..200 {
-            // SAFETY: this test is the only producer.
-            unsafe { store.push(Arc::new(i)) };
+            writer.push(Arc::new(i));
         }
         let first: *const Arc<i32> = store.get(0).unwrap();
         assert_eq!(**store.get(199).unwrap(), 199);
@@ -174,9 +252,9 @@ mod tests {
                 }
             })
         };
+        let mut writer = store.writer();
         for i in 0..100u64 {
-            // SAFETY: this thread is the only producer.
-            unsafe { store.push(i * 3) };
+            writer.push(i * 3);
         }
         reader.join().unwrap();
     }

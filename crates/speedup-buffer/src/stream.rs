@@ -232,6 +232,7 @@ async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
     tracing::debug!("speedup-buffer: async producer starts");
     let run = AssertUnwindSafe(async {
         futures::pin_mut!(stream);
+        let mut writer = shared.items.writer();
         let mut produced = 0;
         loop {
             loop {
@@ -245,8 +246,7 @@ async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
             }
             match stream.next().await {
                 Some(item) => {
-                    // SAFETY: this task is the buffer's only producer.
-                    unsafe { shared.items.push(item) };
+                    writer.push(item);
                     produced += 1;
                     shared.produced.notify_waiters();
                     // A stream that is always ready (an iterator) with demand far ahead (a

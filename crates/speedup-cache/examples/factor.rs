@@ -1,4 +1,4 @@
-//! The seed's factoring example: "when a pair of factors are found, each can be factored
+//! The original PySpeedup's factoring example: "when a pair of factors are found, each can be factored
 //! asynchronously to find all the prime factors recursively". Each factor pair is handed to
 //! `batch_async`, which schedules both halves on the pool only when both are missing.
 //!

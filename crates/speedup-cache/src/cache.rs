@@ -55,7 +55,7 @@ type Func<K, V, E> = dyn Fn(&Cache<K, V, E>, K) -> Result<V, Error<E>> + Send + 
 ///
 /// # Examples
 ///
-/// The seed's parallel Fibonacci, with `batch_async` scheduling both sub-calls only when
+/// The original PySpeedup's parallel Fibonacci, with `batch_async` scheduling both sub-calls only when
 /// both are missing:
 ///
 /// ```
@@ -406,7 +406,7 @@ where
 
     /// Schedules the keys that are neither cached nor in flight, but only when two or more
     /// are missing: a single missing key is computed inline by the `get` that follows, which
-    /// is cheaper than a round trip through the pool (the seed's "avoid unnecessary
+    /// is cheaper than a round trip through the pool (the original's "avoid unnecessary
     /// branching").
     pub fn batch_async(&self, keys: impl IntoIterator<Item = K>) {
         let missing: Vec<K> = keys

@@ -36,13 +36,13 @@ const DEPTH_SLACK: u32 = 3;
 
 /// A dictionary whose entries live in pages of a memory-mapped file, with bounded RAM.
 ///
-/// The seed's `DiskDict`, done as a storage engine: O(1) expected `get`/`insert`/`remove`,
+/// The original PySpeedup's `DiskDict`, done as a storage engine: O(1) expected `get`/`insert`/`remove`,
 /// zero-copy reads ([`DiskDict::get_archived`]), crash-safe [`flush`](DiskDict::flush), and a
 /// lock so that only one handle at a time can open a store.
 ///
 /// # Examples
 ///
-/// The seed's example, with the context manager turned into `close()`:
+/// The original's example, with the context manager turned into `close()`:
 ///
 /// ```
 /// use speedup_paged::{DiskDict, Options};

@@ -7,9 +7,9 @@ use crate::error::{Activity, Error, Result};
 /// The largest `size_limit` accepted (larger values are clamped to it).
 pub(crate) const MAX_SIZE_LIMIT: usize = 1_000_000;
 
-/// Default items per page (the seed's `size_limit`).
+/// Default items per page (the original's `size_limit`).
 pub const DEFAULT_SIZE_LIMIT: usize = 1024;
-/// Default pages held in memory at once (the seed's `max_pages`).
+/// Default pages held in memory at once (the original's `max_pages`).
 pub const DEFAULT_MAX_PAGES: usize = 256;
 
 /// Options for opening a [`DiskDict`](crate::DiskDict) or [`DiskList`](crate::DiskList).
@@ -49,7 +49,7 @@ impl Options {
         }
     }
 
-    /// The folder holding the store files (the seed's `file_location`).
+    /// The folder holding the store files (the original's `file_location`).
     ///
     /// Defaults to `~/.PySpeedup`. An empty path means the current directory.
     pub fn location(mut self, dir: impl AsRef<Path>) -> Self {
@@ -57,7 +57,7 @@ impl Options {
         self
     }
 
-    /// Items per page (the seed's `size_limit`). Clamped to `1..=1_000_000`.
+    /// Items per page (the original's `size_limit`). Clamped to `1..=1_000_000`.
     ///
     /// Every value keeps memory within the crate's bound ("Memory" in the crate docs);
     /// small values cost a page index entry (about 200 bytes for a dict) per few items.
@@ -66,7 +66,7 @@ impl Options {
         self
     }
 
-    /// Pages whose entries may be held in anonymous memory at once (the seed's `max_pages`).
+    /// Pages whose entries may be held in anonymous memory at once (the original's `max_pages`).
     /// Clamped to at least 1.
     pub fn max_pages(mut self, pages: usize) -> Self {
         self.max_pages = pages.max(1);
