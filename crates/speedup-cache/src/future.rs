@@ -18,17 +18,28 @@ use crate::tiers::{Lookup, Tiers};
 use crate::waits::{Node, Verdict, Waits};
 
 /// How a computation ended without a value.
-#[derive(Debug, Clone)]
-enum Failure {
-    /// It panicked (the message, ready for the callers' panic).
-    Panicked(Arc<str>),
+#[derive(Debug)]
+enum Failure<E> {
+    /// The function's error, a panic (caught) or a tier's error: every caller gets it.
+    Error(Error<E>),
     /// Its task was dropped before it ended (its runtime shut down): nothing is known.
     Cancelled,
 }
 
-type Outcome<V> = Result<V, Failure>;
-type SharedOutcome<V> = Shared<BoxFuture<'static, Outcome<V>>>;
-type AsyncFunc<K, V> = dyn Fn(AsyncCache<K, V>, K) -> BoxFuture<'static, V> + Send + Sync;
+// By hand: `Error<E>` is `Clone` for every `E` (it shares the function's error in an `Arc`).
+impl<E> Clone for Failure<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Failure::Error(error) => Failure::Error(error.clone()),
+            Failure::Cancelled => Failure::Cancelled,
+        }
+    }
+}
+
+type Outcome<V, E> = Result<V, Failure<E>>;
+type SharedOutcome<V, E> = Shared<BoxFuture<'static, Outcome<V, E>>>;
+type AsyncFunc<K, V, E> =
+    dyn Fn(AsyncCache<K, V, E>, K) -> BoxFuture<'static, Result<V, Error<E>>> + Send + Sync;
 
 /// A memoizing cache of an async function, on tokio.
 ///
@@ -59,8 +70,8 @@ type AsyncFunc<K, V> = dyn Fn(AsyncCache<K, V>, K) -> BoxFuture<'static, V> + Se
 /// assert_eq!(fib.get(50).await, 20365011074);
 /// # }
 /// ```
-pub struct AsyncCache<K, V> {
-    inner: Arc<Inner<K, V>>,
+pub struct AsyncCache<K, V, E = std::convert::Infallible> {
+    inner: Arc<Inner<K, V, E>>,
 }
 
 tokio::task_local! {
@@ -68,9 +79,9 @@ tokio::task_local! {
     static COMPUTING: (usize, Arc<dyn Any + Send + Sync>);
 }
 
-struct Inner<K, V> {
-    table: Mutex<Table<K, V>>,
-    func: Box<AsyncFunc<K, V>>,
+struct Inner<K, V, E> {
+    table: Mutex<Table<K, V, E>>,
+    func: Box<AsyncFunc<K, V, E>>,
     /// Who awaits whom, for cycle detection.
     waits: Waits<K>,
     /// At most this many ready values (`usize::MAX`: unbounded).
@@ -80,37 +91,43 @@ struct Inner<K, V> {
 }
 
 /// Every key's slot, and (with a capacity) the order to evict ready ones in.
-struct Table<K, V> {
-    slots: HashMap<K, Slot<K, V>, ahash::RandomState>,
+struct Table<K, V, E> {
+    slots: HashMap<K, Slot<K, V, E>, ahash::RandomState>,
     /// The ready keys, oldest first (only with a capacity): each one exactly once, since a
     /// ready value leaves its slot only by eviction.
     clock: VecDeque<K>,
     ready: usize,
 }
 
-enum Slot<K, V> {
+enum Slot<K, V, E> {
     /// Behind an `Arc`, so that a hit clones the value (user code) after the lock is released.
     Ready {
         value: Arc<V>,
         referenced: bool,
     },
     Pending {
-        outcome: SharedOutcome<V>,
+        outcome: SharedOutcome<V, E>,
         node: Arc<Node<K>>,
     },
 }
 
-impl<K, V> Inner<K, V> {
-    fn table(&self) -> MutexGuard<'_, Table<K, V>> {
+impl<K, V, E> Inner<K, V, E> {
+    fn table(&self) -> MutexGuard<'_, Table<K, V, E>> {
         self.table.lock()
     }
 }
 
-impl<K: Hash + Eq + Clone, V> Table<K, V> {
+impl<K: Hash + Eq + Clone, V, E> Table<K, V, E> {
     /// Makes the key's pending slot `node` ready with `value`, evicting down to
     /// `capacity`. Returns what left the table, for the caller to drop once the lock is
     /// released (a value's `Drop` may use the cache).
-    fn settle(&mut self, key: K, node: &Arc<Node<K>>, value: Option<V>, capacity: usize) -> Vec<Slot<K, V>> {
+    fn settle(
+        &mut self,
+        key: K,
+        node: &Arc<Node<K>>,
+        value: Option<V>,
+        capacity: usize,
+    ) -> Vec<Slot<K, V, E>> {
         let ours =
             matches!(self.slots.get(&key), Some(Slot::Pending { node: n, .. }) if Arc::ptr_eq(n, node));
         if !ours {
@@ -132,7 +149,7 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
 
     /// Second chance: a ready value used since it was last looked at is requeued once,
     /// the others are evicted, oldest first, until at most `capacity` are left.
-    fn evict(&mut self, capacity: usize) -> Vec<Slot<K, V>> {
+    fn evict(&mut self, capacity: usize) -> Vec<Slot<K, V, E>> {
         let mut evicted = Vec::new();
         let mut budget = 2 * self.clock.len() + 1;
         while self.ready > capacity && budget > 0 {
@@ -154,7 +171,7 @@ impl<K: Hash + Eq + Clone, V> Table<K, V> {
     }
 }
 
-impl<K: Hash + Eq, V> Inner<K, V> {
+impl<K: Hash + Eq, V, E> Inner<K, V, E> {
     /// Empties the key's slot if it still holds computation `node`.
     fn vacate(&self, key: &K, node: &Arc<Node<K>>) {
         let mut table = self.table();
@@ -167,13 +184,13 @@ impl<K: Hash + Eq, V> Inner<K, V> {
     }
 }
 
-impl<K, V> Clone for AsyncCache<K, V> {
+impl<K, V, E> Clone for AsyncCache<K, V, E> {
     fn clone(&self) -> Self {
         AsyncCache { inner: Arc::clone(&self.inner) }
     }
 }
 
-impl<K, V> fmt::Debug for AsyncCache<K, V> {
+impl<K, V, E> fmt::Debug for AsyncCache<K, V, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncCache").finish_non_exhaustive()
     }
@@ -199,19 +216,6 @@ where
         AsyncCacheBuilder::default()
     }
 
-    /// What the Redis tier did so far, or `None` without one (feature `redis`).
-    #[cfg(feature = "redis")]
-    pub fn redis_stats(&self) -> Option<crate::RedisStats> {
-        self.inner.tiers.redis_stats()
-    }
-
-    /// The Redis key that holds (or will hold) the value for `key`, or `None` without a
-    /// Redis tier (feature `redis`).
-    #[cfg(feature = "redis")]
-    pub fn redis_key(&self, key: &K) -> Option<Vec<u8>> {
-        self.inner.tiers.redis_key(key)
-    }
-
     /// The value for `key`: cached, or computed once (as a tokio task) and shared by every
     /// concurrent caller. Must be called from within a tokio runtime.
     ///
@@ -220,9 +224,62 @@ where
     /// If the computation panicked (the message is passed on), or if the key depends on
     /// itself (a cycle, on one task or across tasks; the message names the chain).
     pub async fn get(&self, key: K) -> V {
+        match self.try_get(key).await {
+            Ok(value) => value,
+            Err(error) => panic!("{error}"),
+        }
+    }
+}
+
+impl<K, V, E> AsyncCache<K, V, E>
+where
+    K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    /// A fallible cache of the async function `f`, which returns `Result<V, Error<E>>`
+    /// (wrap your own errors as [`Error::failed`], which names the key for you; inside it,
+    /// [`AsyncCache::try_get`] propagates with `?`), as [`Cache::try_new`](crate::Cache::try_new).
+    /// Errors are not cached.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use speedup_cache::{AsyncCache, Error};
+    ///
+    /// let parse = AsyncCache::try_new(|_: AsyncCache<String, i64, String>, s: String| async move {
+    ///     s.parse::<i64>().map_err(|e| Error::failed(e.to_string()))
+    /// });
+    /// assert_eq!(parse.try_get("42".to_string()).await, Ok(42));
+    /// let failed = parse.try_get("x".to_string()).await.unwrap_err();
+    /// assert_eq!(failed.to_string(), r#"computing "x" failed: invalid digit found in string"#);
+    /// assert!(!parse.contains_key(&"x".to_string())); // not cached
+    /// # }
+    /// ```
+    pub fn try_new<F, Fut>(f: F) -> Self
+    where
+        F: Fn(AsyncCache<K, V, E>, K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V, Error<E>>> + Send + 'static,
+    {
+        AsyncCacheBuilder::default().try_build(f)
+    }
+
+    /// The value for `key`, or why there is none: the function's error, a panic (caught),
+    /// a cycle (on one task or across tasks), or a tier's error. Nothing of that is cached.
+    /// Must be called from within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Failed`], [`Error::Panicked`], [`Error::Cycle`]; with a Redis tier,
+    /// [`Error::Unavailable`] and [`Error::Corrupt`].
+    ///
+    /// # Panics
+    ///
+    /// If the tokio runtime this call runs under is shut down (nothing can compute the key).
+    pub async fn try_get(&self, key: K) -> Result<V, Error<E>> {
         loop {
             let Pending { outcome, node, started_here } = match self.lookup(&key) {
-                Ok(value) => return value,
+                Ok(value) => return Ok(value),
                 Err(pending) => pending,
             };
             let me = self.caller();
@@ -230,11 +287,7 @@ where
                 Some(Verdict::Cycle(chain)) => {
                     let mut path: Vec<String> = chain.iter().map(|n| describe(&n.key)).collect();
                     path.push(describe(&key));
-                    let error = Error::<std::convert::Infallible>::Cycle {
-                        key: describe(&key),
-                        path: path.join(" -> "),
-                    };
-                    panic!("{error}");
+                    return Err(Error::Cycle { key: describe(&key), path: path.join(" -> ") });
                 }
                 Some(Verdict::Wait(registration)) => Some(registration),
                 // Without stack edges (no tasks share a stack) this cannot happen: waiting is
@@ -244,8 +297,8 @@ where
             // Leaves the graph however this await ends, cancellation included.
             let _registered = Registered { waits: &self.inner.waits, registration };
             match outcome.await {
-                Ok(value) => return value,
-                Err(Failure::Panicked(message)) => panic!("{message}"),
+                Ok(value) => return Ok(value),
+                Err(Failure::Error(error)) => return Err(error),
                 // A task this call just spawned is cancelled only if the runtime it runs
                 // under is shut down: trying again would spin.
                 Err(Failure::Cancelled) if started_here => {
@@ -259,6 +312,19 @@ where
                 Err(Failure::Cancelled) => self.inner.vacate(&key, &node),
             }
         }
+    }
+
+    /// What the Redis tier did so far, or `None` without one (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis_stats(&self) -> Option<crate::RedisStats> {
+        self.inner.tiers.redis_stats()
+    }
+
+    /// The Redis key that holds (or will hold) the value for `key`, or `None` without a
+    /// Redis tier (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub fn redis_key(&self, key: &K) -> Option<Vec<u8>> {
+        self.inner.tiers.redis_key(key)
     }
 
     /// The computation this call acts for: the one whose task polls it, whichever handle
@@ -327,7 +393,7 @@ where
     }
 
     /// The cached value, or the computation in flight (started now if there was none).
-    fn lookup(&self, key: &K) -> Result<V, Pending<K, V>> {
+    fn lookup(&self, key: &K) -> Result<V, Pending<K, V, E>> {
         let found = {
             let mut table = self.inner.table();
             match table.slots.get_mut(key) {
@@ -353,17 +419,21 @@ where
 
     /// Starts the key's computation as a task of the current runtime, unless another caller
     /// got there first (then that computation, or its value).
-    fn start(&self, key: &K) -> Pending<K, V> {
+    fn start(&self, key: &K) -> Pending<K, V, E> {
         // Spawned outside the lock (a runtime that is shutting down drops the task at
         // once, and dropping it takes the lock); it waits for `go` before doing anything.
         let node = Node::new(key.clone(), None);
         let (go, ready) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(compute(Arc::clone(&self.inner), key.clone(), Arc::clone(&node), ready));
+        let node_key = key.clone();
         let outcome = async move {
             match task.await {
                 Ok(outcome) => outcome,
                 Err(e) if e.is_cancelled() => Err(Failure::Cancelled),
-                Err(e) => Err(Failure::Panicked(Arc::from(format!("the computation's task failed: {e}")))),
+                Err(e) => Err(Failure::Error(Error::Panicked {
+                    key: describe(&node_key),
+                    message: format!("the computation's task failed: {e}"),
+                })),
             }
         }
         .boxed()
@@ -458,10 +528,24 @@ where
         F: Fn(AsyncCache<K, V>, K) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = V> + Send + 'static,
     {
+        self.build_with(Box::new(move |cache, key| f(cache, key).map(Ok).boxed()))
+    }
+
+    /// Builds a fallible cache of `f` (see [`AsyncCache::try_new`]).
+    pub fn try_build<E, F, Fut>(self, f: F) -> AsyncCache<K, V, E>
+    where
+        E: Send + Sync + 'static,
+        F: Fn(AsyncCache<K, V, E>, K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V, Error<E>>> + Send + 'static,
+    {
+        self.build_with(Box::new(move |cache, key| f(cache, key).boxed()))
+    }
+
+    fn build_with<E>(self, func: Box<AsyncFunc<K, V, E>>) -> AsyncCache<K, V, E> {
         AsyncCache {
             inner: Arc::new(Inner {
                 table: Mutex::new(Table { slots: HashMap::default(), clock: VecDeque::new(), ready: 0 }),
-                func: Box::new(move |cache, key| f(cache, key).boxed()),
+                func,
                 waits: Waits::default(),
                 capacity: self.capacity.unwrap_or(usize::MAX),
                 tiers: self.tiers,
@@ -471,8 +555,8 @@ where
 }
 
 /// A computation a call awaits.
-struct Pending<K, V> {
-    outcome: SharedOutcome<V>,
+struct Pending<K, V, E> {
+    outcome: SharedOutcome<V, E>,
     node: Arc<Node<K>>,
     /// Whether this call spawned it (on the runtime it runs under).
     started_here: bool,
@@ -494,13 +578,13 @@ impl<K> Drop for Registered<'_, K> {
 
 /// Vacates the key if the task is dropped before it ends (its runtime shut down), so the
 /// next `get` computes it again instead of finding a computation that will never end.
-struct Vacate<K: Hash + Eq, V> {
-    inner: Arc<Inner<K, V>>,
+struct Vacate<K: Hash + Eq, V, E> {
+    inner: Arc<Inner<K, V, E>>,
     key: Option<K>,
     node: Arc<Node<K>>,
 }
 
-impl<K: Hash + Eq, V> Drop for Vacate<K, V> {
+impl<K: Hash + Eq, V, E> Drop for Vacate<K, V, E> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
             self.inner.vacate(&key, &self.node);
@@ -511,15 +595,16 @@ impl<K: Hash + Eq, V> Drop for Vacate<K, V> {
 
 /// The task of one computation: the shared tier, then the function (called here, never
 /// under a lock), then the slot.
-async fn compute<K, V>(
-    inner: Arc<Inner<K, V>>,
+async fn compute<K, V, E>(
+    inner: Arc<Inner<K, V, E>>,
     key: K,
     node: Arc<Node<K>>,
     go: tokio::sync::oneshot::Receiver<()>,
-) -> Outcome<V>
+) -> Outcome<V, E>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
 {
     if go.await.is_err() {
         return Err(Failure::Cancelled); // another caller's computation won the slot
@@ -534,16 +619,16 @@ where
     outcome
 }
 
-async fn run<K, V>(inner: &Arc<Inner<K, V>>, key: &K, node: &Arc<Node<K>>) -> Outcome<V>
+async fn run<K, V, E>(inner: &Arc<Inner<K, V, E>>, key: &K, node: &Arc<Node<K>>) -> Outcome<V, E>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
 {
-    let failed = |message: String| Err(Failure::Panicked(Arc::from(message)));
     let claim = match lookup(inner, key).await {
         Ok(Lookup::Found(value)) => return Ok(value),
         Ok(Lookup::Compute(claim)) => claim,
-        Err(message) => return failed(message),
+        Err(error) => return Err(Failure::Error(error)),
     };
     let span = tracing::debug_span!("speedup_cache::compute", key = ?key);
     let child = AsyncCache { inner: Arc::clone(inner) };
@@ -561,39 +646,41 @@ where
         Err(payload) => Err(payload),
     };
     match computed {
-        Ok(value) => {
+        Ok(Ok(value)) => {
             // Publishing is one bounded round trip (the configured timeout); dropping the
-            // claim after a panic releases its lease the same way.
+            // claim after a failure releases its lease the same way.
             inner.tiers.keep(key, &value, claim);
             Ok(value)
         }
-        Err(payload) => failed(format!("computing {} panicked: {}", describe(key), panic_message(&*payload))),
+        Ok(Err(error)) => Err(Failure::Error(error.for_key(key))),
+        Err(payload) => {
+            Err(Failure::Error(Error::Panicked { key: describe(key), message: panic_message(&*payload) }))
+        }
     }
 }
 
 /// Asks the tiers for the key. The shared tier may wait for another worker, so with one
 /// the lookup runs on tokio's blocking pool, not on a runtime thread.
-async fn lookup<K, V>(inner: &Arc<Inner<K, V>>, key: &K) -> Result<Lookup<V>, String>
+async fn lookup<K, V, E>(inner: &Arc<Inner<K, V, E>>, key: &K) -> Result<Lookup<V>, Error<E>>
 where
     K: Hash + Eq + Clone + fmt::Debug + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
 {
     let answer = if inner.tiers.may_block() {
         let (inner, asked) = (Arc::clone(inner), key.clone());
         match tokio::task::spawn_blocking(move || inner.tiers.lookup(&asked)).await {
             Ok(answer) => answer,
             Err(join) => {
-                let panicked = Error::<std::convert::Infallible>::Panicked {
-                    key: describe(key),
-                    message: join.to_string(),
-                };
-                return Err(panicked.to_string());
+                let message =
+                    if join.is_panic() { panic_message(&*join.into_panic()) } else { join.to_string() };
+                return Err(Error::Panicked { key: describe(key), message });
             }
         }
     } else {
         inner.tiers.lookup(key)
     };
-    answer.map_err(|error| error.for_key::<std::convert::Infallible>(key).to_string())
+    answer.map_err(|error| error.for_key(key))
 }
 
 #[cfg(feature = "redis")]

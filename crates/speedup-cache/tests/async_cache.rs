@@ -419,3 +419,65 @@ async fn a_backing_tier_that_panics_fails_the_call_and_is_not_cached() {
     assert_eq!(within_async(Duration::from_secs(20), cache.get(3)).await, 30, "the next get computes again");
     assert_eq!(*backing.1.lock().unwrap(), vec![(3, 30)], "the computed value was stored");
 }
+
+/// A fallible `AsyncCache`: the function's error reaches every caller with its key, is not
+/// cached, and propagates through dependents with `?`; the error type need not be `Clone`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_get_returns_the_functions_error_uncached_through_dependents() {
+    use speedup_cache::Error;
+    #[derive(Debug, PartialEq)]
+    struct Odd(u64); // not Clone
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let halves = AsyncCache::try_new(move |c: AsyncCache<u64, u64, Odd>, n: u64| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match n {
+                0 => Ok(0),
+                n if n % 2 == 1 && n > 1 => Err(Error::failed(Odd(n))),
+                n => Ok(1 + c.try_get(n / 2).await?),
+            }
+        }
+    });
+    assert_eq!(within_async(Duration::from_secs(20), halves.try_get(8)).await, Ok(4)); // 8, 4, 2, 1, 0
+    let error = within_async(Duration::from_secs(20), halves.try_get(12)).await.unwrap_err();
+    // 12 -> 6 -> 3: the error names the key whose computation failed.
+    assert!(matches!(&error, Error::Failed { key, error } if key == "3" && **error == Odd(3)), "{error:?}");
+    assert!(!halves.contains_key(&12) && !halves.contains_key(&3), "errors are not cached");
+    let before = calls.load(Ordering::SeqCst);
+    assert!(within_async(Duration::from_secs(20), halves.try_get(3)).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), before + 1, "a failed key is computed again");
+}
+
+/// `try_get` returns a cycle between two tasks, and a panic, as errors instead of panicking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_get_returns_cycles_and_panics_as_errors() {
+    use speedup_cache::Error;
+    let cache = AsyncCache::try_new(|c: AsyncCache<u64, u64, String>, n: u64| async move {
+        match n {
+            0 => c.try_get(1).await,
+            1 => {
+                tokio::task::yield_now().await;
+                c.try_get(0).await
+            }
+            2 => panic!("two is right out"),
+            n => Ok(n),
+        }
+    });
+    let (a, b) = within_async(Duration::from_secs(20), async {
+        let (c0, c1) = (cache.clone(), cache.clone());
+        let a = tokio::spawn(async move { c0.try_get(0).await });
+        let b = tokio::spawn(async move { c1.try_get(1).await });
+        (a.await.unwrap(), b.await.unwrap())
+    })
+    .await;
+    for result in [a, b] {
+        assert!(matches!(&result, Err(Error::Cycle { .. })), "{result:?}");
+    }
+    let panicked = within_async(Duration::from_secs(20), cache.try_get(2)).await;
+    assert!(
+        matches!(&panicked, Err(Error::Panicked { key, message }) if key == "2" && message == "two is right out"),
+        "{panicked:?}"
+    );
+    assert_eq!(within_async(Duration::from_secs(20), cache.try_get(5)).await, Ok(5));
+}
