@@ -18,7 +18,7 @@ pub trait Backing<K, V>: Send + Sync {
     /// # Errors
     ///
     /// The tier's own error, boxed (a message converts with `.into()`); the caller of
-    /// [`Cache::flush`](crate::Cache::flush) gets it as the source of a [`FlushError`].
+    /// [`Cache::flush`](crate::Cache::flush) gets it as the source of a [`FlushError`](crate::FlushError).
     fn flush(&self) -> Result<(), BoxError> {
         Ok(())
     }

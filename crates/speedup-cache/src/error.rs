@@ -11,8 +11,8 @@ pub type Result<T, E = std::convert::Infallible> = std::result::Result<T, Error<
 /// message converts with `.into()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// Why [`Cache::flush`](crate::Cache::flush) or
-/// [`AsyncCache::flush`](crate::AsyncCache::flush) did not make the backing tier durable.
+/// Why [`Cache::flush`](crate::Cache::flush) (or `AsyncCache::flush`, feature `tokio`) did
+/// not make the backing tier durable.
 /// The values stay in memory; a later `flush` tries again.
 #[derive(Debug, thiserror::Error)]
 #[error("the cache's backing tier could not flush: {source}")]
