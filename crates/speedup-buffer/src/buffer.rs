@@ -5,10 +5,11 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::Error;
-use crate::gate::{FINISHED, Gate, PANICKED};
+use crate::gate::Gate;
 use crate::halt::{self, Halt, NonDecreasing, Step};
+use crate::producer::ProducerThread;
 use crate::store::{Cursor, Store};
-use crate::sync::{Arc, Mutex, thread};
+use crate::sync::Arc;
 use crate::window::{Spill, WindowBuffer};
 
 /// Default read-ahead: the original's `buffersize`.
@@ -22,7 +23,6 @@ const BATCH: usize = 64;
 pub(crate) struct Shared<T> {
     pub(crate) items: Store<T>,
     pub(crate) gate: Gate,
-    panic: Mutex<Option<String>>,
 }
 
 /// A sequence produced on another thread, `lookahead` items ahead of the furthest item any
@@ -69,7 +69,7 @@ pub struct Buffer<T> {
     ordered: std::sync::atomic::AtomicUsize,
     /// The first item found out of order (`usize::MAX`: none so far).
     unordered: std::sync::atomic::AtomicUsize,
-    producer: Option<thread::JoinHandle<()>>,
+    producer: ProducerThread,
 }
 
 impl<T> fmt::Debug for Buffer<T> {
@@ -208,23 +208,13 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
         I: IntoIterator<Item = T>,
         I::IntoIter: 'static,
     {
-        let shared = Arc::new(Shared {
-            items: Store::new(),
-            gate: Gate::new(self.lookahead),
-            panic: Mutex::new(None),
-        });
+        let shared = Arc::new(Shared { items: Store::new(), gate: Gate::new(self.lookahead) });
         let producer = {
             let shared = Arc::clone(&shared);
             let prefix = Prefix { shared: Arc::clone(&shared) };
-            let run = move || produce(&shared, move || make(prefix).into_iter());
-            #[cfg(not(speedup_loom))]
-            let handle = thread::Builder::new()
-                .name("speedup-buffer".into())
-                .spawn(run)
-                .unwrap_or_else(|e| panic!("cannot start the buffer's producer thread: {e}"));
-            #[cfg(speedup_loom)]
-            let handle = thread::spawn(run);
-            handle
+            ProducerThread::spawn("speedup-buffer", move || {
+                produce(&shared, move || make(prefix).into_iter())
+            })
         };
         Buffer {
             shared,
@@ -232,7 +222,7 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
             halt: Box::new(self.halt),
             ordered: std::sync::atomic::AtomicUsize::new(0),
             unordered: std::sync::atomic::AtomicUsize::new(usize::MAX),
-            producer: Some(producer),
+            producer,
         }
     }
 }
@@ -290,16 +280,11 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
         stopped = gate.stopping(),
         "speedup-buffer: producer ends"
     );
-    match outcome {
-        Ok(()) => gate.finish(FINISHED),
-        Err(payload) => {
-            // Items of the interrupted batch were produced before the panic: publish them.
-            gate.publish(shared.items.len());
-            let message = crate::error::panic_message(&*payload);
-            *shared.panic.lock() = Some(message);
-            gate.finish(PANICKED);
-        }
+    if outcome.is_err() {
+        // Items of the interrupted batch were produced before the panic: publish them.
+        gate.publish(shared.items.len());
     }
+    gate.finish(outcome);
 }
 
 impl<T: PartialOrd + Send + Sync + 'static> Buffer<T> {
@@ -363,9 +348,9 @@ impl<T: Send + Sync + 'static> Buffer<T> {
         if let Some(item) = self.shared.items.get(index) {
             return Ok(Some(item));
         }
-        match gate.end() {
-            PANICKED => Err(Error::ProducerPanicked { index, message: self.panic_message() }),
-            _ => Ok(None),
+        match gate.ending().error(index) {
+            Some(error) => Err(error),
+            None => Ok(None),
         }
     }
 
@@ -527,10 +512,6 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     pub fn produced(&self) -> usize {
         self.shared.gate.published()
     }
-
-    fn panic_message(&self) -> String {
-        self.shared.panic.lock().clone().unwrap_or_default()
-    }
 }
 
 impl<'a, T: Send + Sync + 'static> IntoIterator for &'a Buffer<T> {
@@ -561,22 +542,7 @@ impl<T> Drop for Buffer<T> {
     /// exits, dropping the iterator and the items then.
     fn drop(&mut self) {
         let busy = self.shared.gate.stop();
-        let Some(producer) = self.producer.take() else { return };
-        #[cfg(not(speedup_loom))]
-        if busy {
-            let deadline = std::time::Instant::now() + DROP_GRACE;
-            while !producer.is_finished() {
-                if std::time::Instant::now() >= deadline {
-                    return; // detached
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
-            }
-        }
-        #[cfg(speedup_loom)]
-        let _ = busy; // loom's iterators never block: always join
-        // The producer catches panics from the iterator itself, so a join error can only
-        // come from a panic in our own code, which has already been reported.
-        let _ = producer.join();
+        self.producer.join_or_detach(busy);
     }
 }
 

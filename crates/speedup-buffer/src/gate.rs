@@ -15,12 +15,10 @@
 //! the parker waits, because the parker holds the lock from its `fetch_or` until it sleeps.
 //! This needs no `SeqCst` fences, so loom can check it exhaustively (`tests/loom.rs`).
 
-use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering, SPINS, backoff};
+use std::any::Any;
 
-/// How the producer ended.
-pub(crate) const RUNNING: u8 = 0;
-pub(crate) const FINISHED: u8 = 1;
-pub(crate) const PANICKED: u8 = 2;
+use crate::producer::{Ending, RUNNING};
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, SPINS, backoff};
 
 /// The low bit of a counter: somebody is parked waiting for it to move.
 const PARKED: usize = 1;
@@ -46,7 +44,7 @@ pub(crate) struct Gate {
     published: AtomicUsize,
     /// `wanted << 1 | producer parked`.
     wanted: AtomicUsize,
-    end: AtomicU8,
+    ending: Ending,
     stop: AtomicBool,
     /// `readers about to park << 2 | STOP | BUSY`, on a cache line of its own: the producer
     /// does one read-modify-write on it per item ([`Gate::before_next`]), readers poll
@@ -62,7 +60,7 @@ impl Gate {
         Gate {
             published: AtomicUsize::new(0),
             wanted: AtomicUsize::new(initial_demand.min(MAX_COUNT) << 1),
-            end: AtomicU8::new(RUNNING),
+            ending: Ending::new(),
             stop: AtomicBool::new(false),
             control: Padded(AtomicUsize::new(0)),
             lock: Mutex::new(()),
@@ -78,7 +76,12 @@ impl Gate {
     }
 
     pub(crate) fn end(&self) -> u8 {
-        self.end.load(Ordering::Acquire)
+        self.ending.how()
+    }
+
+    /// How the producer ended (and its panic message).
+    pub(crate) fn ending(&self) -> &Ending {
+        &self.ending
     }
 
     // ---- reader side ----
@@ -211,9 +214,10 @@ impl Gate {
         }
     }
 
-    /// The producer is done (`FINISHED` or `PANICKED`): wake everybody.
-    pub(crate) fn finish(&self, how: u8) {
-        self.end.store(how, Ordering::Release);
+    /// The producer is done (`Err`: it panicked, with this payload): record how, then wake
+    /// everybody.
+    pub(crate) fn finish(&self, outcome: Result<(), Box<dyn Any + Send>>) {
+        self.ending.record(outcome);
         let _guard = self.lock.lock();
         self.readers_wake.notify_all();
     }

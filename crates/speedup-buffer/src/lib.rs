@@ -109,6 +109,7 @@ mod buffer;
 mod error;
 mod gate;
 pub mod halt;
+mod producer;
 mod store;
 #[cfg(feature = "tokio")]
 mod stream;

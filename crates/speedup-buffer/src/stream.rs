@@ -3,22 +3,20 @@
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::Notify;
 
 use crate::error::Error;
-use crate::gate::{FINISHED, PANICKED, RUNNING};
 use crate::halt::{self, Halt, NonDecreasing, Step};
+use crate::producer::{Ending, PANICKED, RUNNING};
 use crate::store::Store;
-use crate::sync::Mutex;
 
 struct Shared<T> {
     items: Store<T>,
     wanted: AtomicUsize,
-    end: AtomicU8,
-    panic: Mutex<Option<String>>,
+    ending: Ending,
     /// Signalled after every item (and at the end).
     produced: Notify,
     /// Signalled when a reader raises `wanted`.
@@ -80,8 +78,7 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
         let shared = Arc::new(Shared {
             items: Store::new(),
             wanted: AtomicUsize::new(lookahead),
-            end: AtomicU8::new(RUNNING),
-            panic: Mutex::new(None),
+            ending: Ending::new(),
             produced: Notify::new(),
             demand: Notify::new(),
         });
@@ -196,20 +193,16 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
             if let Some(item) = shared.items.get(index) {
                 return Ok(Some(item));
             }
-            match shared.end.load(Ordering::Acquire) {
-                RUNNING => produced.await,
-                // Items are stored before the end is announced: look once more.
-                FINISHED => return Ok(shared.items.get(index)),
-                _ => {
-                    return match shared.items.get(index) {
-                        Some(item) => Ok(Some(item)),
-                        None => Err(Error::ProducerPanicked {
-                            index,
-                            message: shared.panic.lock().clone().unwrap_or_default(),
-                        }),
-                    };
-                }
+            if shared.ending.how() == RUNNING {
+                produced.await;
+                continue;
             }
+            // Items are stored before the end is announced: look once more.
+            return match (shared.items.get(index), shared.ending.error(index)) {
+                (Some(item), _) => Ok(Some(item)),
+                (None, Some(error)) => Err(error),
+                (None, None) => Ok(None),
+            };
         }
     }
 
@@ -259,16 +252,8 @@ async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
             }
         }
     });
-    let how = match run.catch_unwind().await {
-        Ok(()) => FINISHED,
-        Err(payload) => {
-            let message = crate::error::panic_message(&*payload);
-            *shared.panic.lock() = Some(message);
-            PANICKED
-        }
-    };
+    let how = shared.ending.record(run.catch_unwind().await);
     tracing::debug!(panicked = how == PANICKED, "speedup-buffer: async producer ends");
-    shared.end.store(how, Ordering::Release);
     shared.produced.notify_waiters();
 }
 

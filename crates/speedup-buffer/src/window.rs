@@ -7,7 +7,8 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{BoxError, Error, SpillError};
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard, thread};
+use crate::producer::{Ending, ProducerThread};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Where a [`WindowBuffer`] puts items that leave its window.
 pub trait Spill<T>: Send {
@@ -46,8 +47,8 @@ struct State<T> {
     /// Index of `items[0]`.
     first: usize,
     wanted: usize,
+    /// The producer ended: the sequence did, or it panicked (`Shared::ending` says which).
     done: bool,
-    panic: Option<String>,
     stop: bool,
     /// The producer is inside its iterator's `next()`, which may never return.
     busy: bool,
@@ -60,6 +61,8 @@ struct State<T> {
 struct Shared<T> {
     state: Mutex<State<T>>,
     changed: Condvar,
+    /// How the producer ended (`State::done` says that it did).
+    ending: Ending,
 }
 
 impl<T> Shared<T> {
@@ -81,7 +84,7 @@ impl<T> Shared<T> {
 pub struct WindowBuffer<T> {
     shared: Arc<Shared<T>>,
     lookahead: usize,
-    producer: Option<thread::JoinHandle<()>>,
+    producer: ProducerThread,
 }
 
 impl<T> fmt::Debug for WindowBuffer<T> {
@@ -106,22 +109,19 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
                 first: 0,
                 wanted: lookahead,
                 done: false,
-                panic: None,
                 stop: false,
                 busy: false,
                 spill,
                 spill_failed: None,
             }),
             changed: Condvar::new(),
+            ending: Ending::new(),
         });
         let producer = {
             let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("speedup-buffer-window".into())
-                .spawn(move || produce(&shared, iter, window))
-                .unwrap_or_else(|e| panic!("cannot start the buffer's producer thread: {e}"))
+            ProducerThread::spawn("speedup-buffer-window", move || produce(&shared, iter, window))
         };
-        WindowBuffer { shared, lookahead, producer: Some(producer) }
+        WindowBuffer { shared, lookahead, producer }
     }
 
     /// Item `index`: `Ok(None)` past the end; [`Error::Evicted`] if it left the window and
@@ -160,11 +160,8 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
             if let Some(item) = state.items.get(index - state.first) {
                 return Ok(Some(item.clone()));
             }
-            if let Some(message) = &state.panic {
-                return Err(Error::ProducerPanicked { index, message: message.clone() });
-            }
             if state.done {
-                return Ok(None);
+                return self.shared.ending.error(index).map_or(Ok(None), Err);
             }
             state = self.shared.changed.wait(state);
         }
@@ -221,13 +218,16 @@ fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, wind
                     }
                 }
             }
-            Ok(None) => state.done = true,
+            Ok(None) => {
+                shared.ending.record(Ok(()));
+                state.done = true;
+            }
             Err(payload) => {
-                let message = crate::error::panic_message(&*payload);
-                state.panic = Some(message);
+                shared.ending.record(Err(payload));
+                state.done = true;
             }
         }
-        let finished = state.done || state.panic.is_some();
+        let finished = state.done;
         drop(state);
         shared.changed.notify_all();
         if finished {
@@ -237,9 +237,10 @@ fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, wind
 }
 
 impl<T> Drop for WindowBuffer<T> {
-    /// Stops the producer and returns at once. A waiting producer is woken and joined; one
-    /// inside its iterator's `next()` (which may block for ever) is detached: it finishes
-    /// that call on its own and exits without storing anything more.
+    /// Stops the producer, as [`Buffer`](crate::Buffer)'s drop does: a waiting producer is
+    /// woken and joined, and so is one that leaves its iterator's `next()` within
+    /// [`DROP_GRACE`](crate::DROP_GRACE); one still inside it (which may block for ever) is
+    /// detached: it finishes that call on its own and exits without storing anything more.
     fn drop(&mut self) {
         let busy = {
             let mut state = self.shared.state.lock();
@@ -247,10 +248,6 @@ impl<T> Drop for WindowBuffer<T> {
             state.busy
         };
         self.shared.changed.notify_all();
-        if let Some(producer) = self.producer.take()
-            && !busy
-        {
-            let _ = producer.join();
-        }
+        self.producer.join_or_detach(busy);
     }
 }
