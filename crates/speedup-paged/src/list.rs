@@ -269,9 +269,9 @@ impl<T: Storable> DiskList<T> {
         let last_full = self.order.last().is_none_or(|&id| {
             self.pages[id as usize].count as usize >= self.size_limit || self.page_bytes(id) >= MAX_PAGE_BYTES
         });
-        let tail: Vec<u32> =
-            if last_full { Vec::new() } else { self.order.last().copied().into_iter().collect() };
-        self.make_room(&tail)?;
+        // The page to keep resident (no allocation: this runs once per item).
+        let tail = if last_full { None } else { self.order.last().copied() };
+        self.make_room(tail.as_slice())?;
         let id = if last_full {
             let id = self.new_page();
             self.order.push(id);
