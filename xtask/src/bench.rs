@@ -294,6 +294,14 @@ fn human(value: f64, unit: &str) -> String {
     format!("{scaled:.2} {prefix}{unit}")
 }
 
+/// What the memory rows of a section count (see crates/speedup-bench/src/memory.rs).
+const MEMORY_NOTE: &str = "Rows `WORKLOAD: peak RssAnon` and `WORKLOAD: peak RssFile` (MiB, lower is better, one run): the most anonymous memory (heap, stacks) and file-backed memory (mapped files, the program's code) each implementation held while running that workload, above what its process held just before the workload started; each implementation runs in a process of its own. Start-up and the benchmark's own input are not counted, shared memory (`/dev/shm`) is in neither row, and an implementation made of several processes reports the sum of theirs.";
+
+/// Whether `row` is a peak-memory row (`WORKLOAD: peak RssAnon` or `... RssFile`).
+fn is_memory(row: &Row) -> bool {
+    row.workload.ends_with(": peak RssAnon") || row.workload.ends_with(": peak RssFile")
+}
+
 fn section(krate: &str, rows: &[&Row], quick: bool) -> String {
     let us = ours(krate);
     let mut s = String::new();
@@ -309,6 +317,9 @@ fn section(krate: &str, rows: &[&Row], quick: bool) -> String {
         if quick { " --quick" } else { "" },
         machine()
     );
+    if rows.iter().any(|r| is_memory(r)) {
+        let _ = writeln!(s, "{MEMORY_NOTE}\n");
+    }
     let _ = writeln!(s, "![{us} vs peers](bench-{krate}.svg)\n");
     let _ = writeln!(s, "| workload | implementation | result | spread (min..max) | runs | ratio |");
     let _ = writeln!(s, "|---|---|---:|---|---:|---:|");
@@ -331,8 +342,9 @@ fn section(krate: &str, rows: &[&Row], quick: bool) -> String {
         for r in group {
             let shown = human(r.value, &r.unit);
             let shown = if Some(r.value) == best && group.len() > 1 { format!("**{shown}**") } else { shown };
+            // A zero (a workload that needed no memory of its own) has no finite ratio.
             let ratio = match our {
-                Some(o) if r.implementation != us && r.value > 0.0 => {
+                Some(o) if r.implementation != us && r.value > 0.0 && o > 0.0 => {
                     let x = if r.higher_is_better { o / r.value } else { r.value / o };
                     format!("{x:.2}x")
                 }
@@ -369,7 +381,8 @@ fn svg(krate: &str, rows: &[&Row]) -> String {
         } else {
             peers.map(|x| x.value).fold(f64::NAN, f64::min)
         };
-        if best_peer.is_nan() {
+        // No bar without a peer, nor for a zero of ours where lower is better (no finite ratio).
+        if best_peer.is_nan() || (!r.higher_is_better && our.value <= 0.0) {
             continue;
         }
         let ratio = if r.higher_is_better { our.value / best_peer } else { best_peer / our.value };
@@ -456,6 +469,45 @@ mod tests {
     fn check(section: &str, expected: bool) {
         let text = format!("# Benchmarks\n<!-- bench:cache:start -->\n{section}<!-- bench:cache:end -->\n");
         assert_eq!(holds_full_run(&text, "<!-- bench:cache:start -->", "<!-- bench:cache:end -->"), expected);
+    }
+
+    /// A one-run row of the `cache` group (a rate when `higher_is_better`, else MiB).
+    fn row(workload: &str, implementation: &str, value: f64, higher_is_better: bool) -> Row {
+        Row {
+            krate: "cache".into(),
+            workload: workload.into(),
+            implementation: implementation.into(),
+            value,
+            unit: if higher_is_better { "hits/s" } else { "MiB" }.into(),
+            low: value,
+            high: value,
+            runs: "1".into(),
+            higher_is_better,
+        }
+    }
+
+    #[test]
+    fn memory_rows_are_explained_and_a_zero_has_no_ratio() {
+        let rows = [
+            row("hit path", "speedup-cache", 5e7, true),
+            row("hit path", "moka", 5e6, true),
+            row("hit path: peak RssAnon", "speedup-cache", 0.0, false),
+            row("hit path: peak RssAnon", "moka", 2.5, false),
+            row("hit path: peak RssFile", "speedup-cache", 1.0, false),
+            row("hit path: peak RssFile", "moka", 2.0, false),
+        ];
+        let rows: Vec<&Row> = rows.iter().collect();
+        let text = section("cache", &rows, true);
+        assert!(text.contains(MEMORY_NOTE), "{text}");
+        assert!(
+            text.contains("| hit path: peak RssFile | moka | 2.00 MiB | 2.00 MiB..2.00 MiB | 1 | 2.00x |"),
+            "{text}"
+        );
+        assert!(!text.contains("infx"), "{text}");
+        let chart = svg("cache", &rows);
+        assert!(!chart.contains("infx") && chart.contains("2.00x"), "{chart}");
+        let no_memory = section("cache", &rows[..2], true);
+        assert!(!no_memory.contains(MEMORY_NOTE), "{no_memory}");
     }
 
     #[test]

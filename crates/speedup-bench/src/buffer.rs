@@ -2,11 +2,12 @@
 //! (overlap), and `Vec` indexing (cached re-reads).
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use speedup_buffer::Buffer;
 
-use crate::harness::{Config, keys, rate, report, timed};
+use crate::harness::{Config, Workload, keys, timed};
+use crate::memory;
 
 /// Roughly `n` nanoseconds of work that the optimizer cannot remove.
 fn work(seed: u64, rounds: u64) -> u64 {
@@ -24,52 +25,62 @@ fn rounds_per_micro() -> u64 {
     (n as f64 / (took.as_secs_f64() * 1e6)).max(1.0) as u64
 }
 
+/// One hand-off of `n` items through speedup-buffer, timed from the buffer's creation.
+fn handoff_buffer(n: u64) -> (u64, Duration) {
+    let start = Instant::now();
+    let b = Buffer::new(0u64..);
+    let sum: u64 = b.iter().take(n as usize).copied().fold(0, u64::wrapping_add);
+    black_box(sum);
+    let took = start.elapsed();
+    // The buffer keeps what it handed off (for `get`): sampled at its fullest.
+    memory::sample_now();
+    (n, took)
+}
+
+/// One hand-off of `n` items through a channel that `make` creates (a send that says
+/// whether the receiver is still there, and the receiver), timed from its creation: a
+/// producer thread sends `0..` until the consumer, having read `n`, hangs up.
+fn handoff_channel<S, R>(n: u64, make: impl FnOnce() -> (S, R)) -> (u64, Duration)
+where
+    S: FnMut(u64) -> bool + Send + 'static,
+    R: IntoIterator<Item = u64>,
+{
+    let start = Instant::now();
+    let (mut send, rx) = make();
+    let producer = std::thread::spawn(move || {
+        for i in 0u64.. {
+            if !send(i) {
+                break;
+            }
+        }
+    });
+    // The receiver goes with the iterator, at the end of this statement: the hang-up.
+    let sum: u64 = rx.into_iter().take(n as usize).fold(0, u64::wrapping_add);
+    producer.join().unwrap();
+    black_box(sum);
+    (n, start.elapsed())
+}
+
+/// The crossbeam peer, for [`handoff_channel`].
+fn crossbeam_16() -> (impl FnMut(u64) -> bool + Send + 'static, crossbeam_channel::Receiver<u64>) {
+    let (tx, rx) = crossbeam_channel::bounded(16);
+    (move |i| tx.send(i).is_ok(), rx)
+}
+
 fn bench_handoff(c: &Config) {
     let n = c.size(50_000_000) as u64;
     let label = "hand-off of 0u64.., read in order by one consumer";
-    let r = rate(c.runs, || {
-        let start = Instant::now();
-        let b = Buffer::new(0u64..);
-        let sum: u64 = b.iter().take(n as usize).copied().fold(0, u64::wrapping_add);
-        black_box(sum);
-        (n, start.elapsed())
-    });
-    report("buffer", label, "speedup-buffer", r, "items/s", c.runs, true);
-    let r = rate(c.runs, || {
-        let start = Instant::now();
-        let (tx, rx) = crossbeam_channel::bounded(16);
-        let producer = std::thread::spawn(move || {
-            for i in 0u64.. {
-                if tx.send(i).is_err() {
-                    break;
-                }
-            }
-        });
-        let sum: u64 = rx.iter().take(n as usize).fold(0, u64::wrapping_add);
-        drop(rx);
-        producer.join().unwrap();
-        black_box(sum);
-        (n, start.elapsed())
-    });
-    report("buffer", label, "crossbeam-channel bounded(16)", r, "items/s", c.runs, true);
+    let Some(mut w) = Workload::new(c, "buffer", "handoff", label) else { return };
+    w.rate("speedup-buffer", "items/s", || handoff_buffer(n));
+    w.rate("crossbeam-channel bounded(16)", "items/s", || handoff_channel(n, crossbeam_16));
     let m = n / 20; // std's channel is far slower: fewer items, same rate unit
-    let r = rate(c.runs, || {
-        let start = Instant::now();
-        let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let producer = std::thread::spawn(move || {
-            for i in 0u64.. {
-                if tx.send(i).is_err() {
-                    break;
-                }
-            }
-        });
-        let sum: u64 = rx.iter().take(m as usize).fold(0, u64::wrapping_add);
-        drop(rx);
-        producer.join().unwrap();
-        black_box(sum);
-        (m, start.elapsed())
+    w.rate("std sync_channel(16)", "items/s", || {
+        handoff_channel(m, || {
+            let (tx, rx) = std::sync::mpsc::sync_channel(16);
+            (move |i| tx.send(i).is_ok(), rx)
+        })
     });
-    report("buffer", label, "std sync_channel(16)", r, "items/s", c.runs, true);
+    w.memory();
 }
 
 /// Runs `f` while `threads` CPU-bound threads spin beside it (oversubscribed cores).
@@ -102,82 +113,66 @@ fn bench_handoff_oversubscribed(c: &Config) {
     let n = c.size(10_000_000) as u64;
     let spinners = std::thread::available_parallelism().map_or(2, |p| p.get());
     let label = format!("hand-off, {spinners} CPU-bound threads beside it");
-    let r = rate(c.runs, || {
-        beside_spinners(spinners, || {
-            let start = Instant::now();
-            let b = Buffer::new(0u64..);
-            let sum: u64 = b.iter().take(n as usize).copied().fold(0, u64::wrapping_add);
-            black_box(sum);
-            (n, start.elapsed())
-        })
+    let Some(mut w) = Workload::new(c, "buffer", "handoff-oversubscribed", label) else { return };
+    w.rate("speedup-buffer", "items/s", || beside_spinners(spinners, || handoff_buffer(n)));
+    w.rate("crossbeam-channel bounded(16)", "items/s", || {
+        beside_spinners(spinners, || handoff_channel(n, crossbeam_16))
     });
-    report("buffer", &label, "speedup-buffer", r, "items/s", c.runs, true);
-    let r = rate(c.runs, || {
-        beside_spinners(spinners, || {
-            let start = Instant::now();
-            let (tx, rx) = crossbeam_channel::bounded(16);
-            let producer = std::thread::spawn(move || {
-                for i in 0u64.. {
-                    if tx.send(i).is_err() {
-                        break;
-                    }
-                }
-            });
-            let sum: u64 = rx.iter().take(n as usize).fold(0, u64::wrapping_add);
-            drop(rx);
-            producer.join().unwrap();
-            black_box(sum);
-            (n, start.elapsed())
-        })
-    });
-    report("buffer", &label, "crossbeam-channel bounded(16)", r, "items/s", c.runs, true);
+    w.memory();
 }
 
 fn bench_overlap(c: &Config) {
-    let per_micro = rounds_per_micro();
     let n = c.size(200_000) as u64;
     let label = "producer and consumer each ~1 us per item";
-    let r = rate(c.runs, || {
+    let Some(mut w) = Workload::new(c, "buffer", "overlap", label) else { return };
+    let per_micro = rounds_per_micro();
+    w.rate("speedup-buffer", "items/s", || {
         let start = Instant::now();
         let b = Buffer::new((0..n).map(move |i| work(i, per_micro)));
         let sum = b.iter().fold(0u64, |acc, &v| acc.wrapping_add(work(v, per_micro)));
         black_box(sum);
         (n, start.elapsed())
     });
-    report("buffer", label, "speedup-buffer", r, "items/s", c.runs, true);
-    let r = rate(c.runs, || {
+    w.rate("one loop doing both", "items/s", || {
         let start = Instant::now();
         let sum =
             (0..n).map(|i| work(i, per_micro)).fold(0u64, |acc, v| acc.wrapping_add(work(v, per_micro)));
         black_box(sum);
         (n, start.elapsed())
     });
-    report("buffer", label, "one loop doing both", r, "items/s", c.runs, true);
+    w.memory();
 }
 
 fn bench_reread(c: &Config) {
     let n = c.size(5_000_000);
-    let b = Buffer::builder().lookahead(1024).build(0u64..n as u64);
-    assert_eq!(b.get(n - 1), Some(&(n as u64 - 1)));
-    let v: Vec<u64> = (0..n as u64).collect();
-    let probe: Vec<usize> = keys(n, 4).into_iter().map(|k| (k % n as u64) as usize).collect();
     let label = "cached re-read get(i), random i";
-    let r = rate(c.runs, || {
+    let Some(mut w) = Workload::new(c, "buffer", "reread", label) else { return };
+    let probe: Vec<usize> = keys(n, 4).into_iter().map(|k| (k % n as u64) as usize).collect();
+    // Each run fills its store before the clock starts, so that a memory child counts it.
+    w.rate("speedup-buffer", "reads/s", || {
+        let b = Buffer::builder().lookahead(1024).build(0u64..n as u64);
+        assert_eq!(b.get(n - 1), Some(&(n as u64 - 1)));
         let (s, took) = timed(|| probe.iter().map(|&i| *b.get(i).unwrap()).fold(0u64, u64::wrapping_add));
         black_box(s);
         (n as u64, took)
     });
-    report("buffer", label, "speedup-buffer", r, "reads/s", c.runs, true);
-    let r = rate(c.runs, || {
+    w.rate("std Vec index", "reads/s", || {
+        let v: Vec<u64> = (0..n as u64).collect();
         let (s, took) = timed(|| probe.iter().map(|&i| v[black_box(i)]).fold(0u64, u64::wrapping_add));
         black_box(s);
         (n as u64, took)
     });
-    report("buffer", label, "std Vec index", r, "reads/s", c.runs, true);
+    w.memory();
 }
 
 pub(crate) fn run(c: &Config) {
     eprintln!("speedup-buffer ({} runs each)", c.runs);
+    workloads(c);
+}
+
+/// The workloads that report memory (here, all of them): a memory child of this group
+/// calls this too, and only its own workload and implementation run (see [`Workload`]).
+pub(crate) fn workloads(c: &Config) {
     bench_handoff(c);
     bench_handoff_oversubscribed(c);
     bench_overlap(c);

@@ -8,17 +8,19 @@ use std::time::{Duration, Instant};
 use num_bigint::BigUint;
 use speedup_cache::Cache;
 
-use crate::harness::{Config, keys, rate, report, timed};
+use crate::harness::{Config, Workload, keys, timed};
+use crate::memory;
 
 const P: u64 = 1_000_000_007;
 
-/// Hits per second over 10k cached u64 keys, on `threads` threads.
-fn hits(threads: usize, lookups: usize, get: impl Fn(u64) -> u64 + Sync) -> (u64, Duration) {
-    let probe = keys(lookups, 9);
+/// Hits per second over 10k cached u64 keys, on `threads` threads, one lookup per `probe`
+/// key (which the caller generates once, outside any memory measurement).
+fn hits(threads: usize, probe: &[u64], get: impl Fn(u64) -> u64 + Sync) -> (u64, Duration) {
+    let lookups = probe.len();
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads {
-            let (probe, get) = (&probe, &get);
+            let get = &get;
             s.spawn(move || {
                 let mut sum = 0u64;
                 for k in &probe[t * lookups / threads..(t + 1) * lookups / threads] {
@@ -33,29 +35,42 @@ fn hits(threads: usize, lookups: usize, get: impl Fn(u64) -> u64 + Sync) -> (u64
 
 fn bench_hits(c: &Config) {
     let lookups = c.size(20_000_000);
-    let ours = Cache::new(|_: &Cache<u64, u64>, k: u64| k * 2);
-    let moka: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(100_000);
-    let quick: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(100_000);
-    for k in 0..10_000 {
-        ours.get(k);
-        moka.insert(k, k * 2);
-        quick.insert(k, k * 2);
-    }
     for threads in [1, 2] {
         let label = format!("hit path, 10k cached u64 keys, {threads} thread(s)");
-        let r = rate(c.runs, || hits(threads, lookups, |k| ours.get(k)));
-        report("cache", &label, "speedup-cache", r, "hits/s", c.runs, true);
-        let r = rate(c.runs, || hits(threads, lookups / 10, |k| moka.get(&k).unwrap_or(0)));
-        report("cache", &label, "moka", r, "hits/s", c.runs, true);
-        let r = rate(c.runs, || hits(threads, lookups, |k| quick.get(&k).unwrap_or(0)));
-        report("cache", &label, "quick_cache", r, "hits/s", c.runs, true);
+        let Some(mut w) = Workload::new(c, "cache", format!("hits-{threads}"), label) else { continue };
+        let probe = keys(lookups, 9);
+        // Each run fills a fresh cache before `hits` starts its clock, so that a memory
+        // child counts the 10k cached entries.
+        w.rate("speedup-cache", "hits/s", || {
+            let ours = Cache::new(|_: &Cache<u64, u64>, k: u64| k * 2);
+            for k in 0..10_000 {
+                ours.get(k);
+            }
+            hits(threads, &probe, |k| ours.get(k))
+        });
+        w.rate("moka", "hits/s", || {
+            let moka: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(100_000);
+            for k in 0..10_000 {
+                moka.insert(k, k * 2);
+            }
+            hits(threads, &probe[..lookups / 10], |k| moka.get(&k).unwrap_or(0))
+        });
+        w.rate("quick_cache", "hits/s", || {
+            let quick: quick_cache::sync::Cache<u64, u64> = quick_cache::sync::Cache::new(100_000);
+            for k in 0..10_000 {
+                quick.insert(k, k * 2);
+            }
+            hits(threads, &probe, |k| quick.get(&k).unwrap_or(0))
+        });
+        w.memory();
     }
 }
 
 fn bench_cold(c: &Config) {
     let n = c.size(1_000_000) as u64;
     let label = format!("cold memoized fib mod p, n = {}k, bottom-up", n / 1000);
-    let r = rate(c.runs, || {
+    let Some(mut w) = Workload::new(c, "cache", "fib", label) else { return };
+    w.rate("speedup-cache", "keys/s", || {
         let fib = Cache::new(
             |f: &Cache<u64, u64>, i: u64| if i < 2 { 1 } else { (f.get(i - 1) + f.get(i - 2)) % P },
         );
@@ -63,8 +78,7 @@ fn bench_cold(c: &Config) {
         black_box(v);
         (n, took)
     });
-    report("cache", &label, "speedup-cache", r, "keys/s", c.runs, true);
-    let r = rate(c.runs, || {
+    w.rate("std HashMap memo", "keys/s", || {
         fn fib(memo: &mut HashMap<u64, u64>, i: u64) -> u64 {
             if i < 2 {
                 return 1;
@@ -81,11 +95,16 @@ fn bench_cold(c: &Config) {
         black_box(v);
         (n, took)
     });
-    report("cache", &label, "std HashMap memo", r, "keys/s", c.runs, true);
+    w.memory();
+}
 
+/// The top-down BigUint recursion: a workload of its own (it was reported by `bench_cold`),
+/// so that a memory child runs only it.
+fn bench_cold_big(c: &Config) {
     let n = 10_000u64;
     let label = "cold recursive fib(10_000), BigUint, top-down";
-    let r = rate(c.runs, || {
+    let Some(mut w) = Workload::new(c, "cache", "fib-big", label) else { return };
+    w.rate("speedup-cache", "keys/s", || {
         let fib = Cache::new(
             |f: &Cache<u64, BigUint>, i: u64| {
                 if i < 2 { BigUint::from(1u32) } else { f.get(i - 1) + f.get(i - 2) }
@@ -95,8 +114,7 @@ fn bench_cold(c: &Config) {
         black_box(v);
         (n, took)
     });
-    report("cache", label, "speedup-cache", r, "keys/s", c.runs, true);
-    let r = rate(c.runs, || {
+    w.rate("std HashMap memo", "keys/s", || {
         fn fib(memo: &mut HashMap<u64, BigUint>, i: u64) -> BigUint {
             if i < 2 {
                 return BigUint::from(1u32);
@@ -108,17 +126,26 @@ fn bench_cold(c: &Config) {
             memo.insert(i, v.clone());
             v
         }
-        // The plain recursion needs a big stack; the cache grows its own.
+        // The plain recursion needs a big stack; the cache grows its own. The memo is still
+        // dropped inside the timed span, as before: it is sampled just before (a run lasts
+        // a few milliseconds, and `timed` samples only after the drop).
         let (v, took) = std::thread::Builder::new()
             .stack_size(256 << 20)
-            .spawn(move || timed(|| fib(&mut HashMap::new(), n)))
+            .spawn(move || {
+                timed(|| {
+                    let mut memo = HashMap::new();
+                    let v = fib(&mut memo, n);
+                    memory::sample_now();
+                    v
+                })
+            })
             .unwrap()
             .join()
             .unwrap();
         black_box(v);
         (n, took)
     });
-    report("cache", label, "std HashMap memo", r, "keys/s", c.runs, true);
+    w.memory();
 }
 
 fn spin(seed: u64, iterations: u64) -> u64 {
@@ -160,17 +187,23 @@ fn tree(threads: usize, parallel: bool) -> (u64, Duration) {
 
 fn bench_parallel(c: &Config) {
     let label = "branching recursion, 1024 leaves x 200 us";
-    let r = rate(c.runs, || tree(1, false));
-    report("cache", label, "sequential (no batch_async)", r, "keys/s", c.runs, true);
-    let r = rate(c.runs, || tree(1, true));
-    report("cache", label, "speedup-cache, pool of 1", r, "keys/s", c.runs, true);
-    let r = rate(c.runs, || tree(2, true));
-    report("cache", label, "speedup-cache", r, "keys/s", c.runs, true);
+    let Some(mut w) = Workload::new(c, "cache", "tree", label) else { return };
+    w.rate("sequential (no batch_async)", "keys/s", || tree(1, false));
+    w.rate("speedup-cache, pool of 1", "keys/s", || tree(1, true));
+    w.rate("speedup-cache", "keys/s", || tree(2, true));
+    w.memory();
 }
 
 pub(crate) fn run(c: &Config) {
     eprintln!("speedup-cache ({} runs each)", c.runs);
+    workloads(c);
+}
+
+/// The workloads that report memory (here, all of them): a memory child of this group
+/// calls this too, and only its own workload and implementation run (see [`Workload`]).
+pub(crate) fn workloads(c: &Config) {
     bench_hits(c);
     bench_cold(c);
+    bench_cold_big(c);
     bench_parallel(c);
 }

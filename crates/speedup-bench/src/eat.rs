@@ -9,18 +9,18 @@ use std::time::{Duration, Instant};
 use cereal_eat::traverse::par_for_each;
 use cereal_eat::{AtomicArray, Ptr, SharedArray, eat, split};
 
-use crate::harness::{Config, rate, report, timed};
+use crate::harness::{Config, Workload, rate, report, timed};
 
 fn bench_fanout(c: &Config) {
     let n = 1_000_000;
     let label = "fan-out of 1M handles to one 1 MiB object";
-    let r = rate(c.runs, || {
+    let Some(mut w) = Workload::new(c, "eat", "fanout", label) else { return };
+    w.rate("cereal-eat", "handles/s", || {
         let (handles, took) = timed(|| eat(vec![0u8; 1 << 20], n).collect::<Vec<Ptr<Vec<u8>>>>());
         black_box(&handles);
         (n as u64, took)
     });
-    report("eat", label, "cereal-eat", r, "handles/s", c.runs, true);
-    let r = rate(c.runs, || {
+    w.rate("std Arc<RwLock> clones", "handles/s", || {
         let (handles, took) = timed(|| {
             let shared = Arc::new(std::sync::RwLock::new(vec![0u8; 1 << 20]));
             (0..n).map(|_| Arc::clone(&shared)).collect::<Vec<_>>()
@@ -28,7 +28,11 @@ fn bench_fanout(c: &Config) {
         black_box(&handles);
         (n as u64, took)
     });
-    report("eat", label, "std Arc<RwLock> clones", r, "handles/s", c.runs, true);
+    w.memory();
+}
+
+/// The size of one handle, each way (static figures: no run, no memory rows).
+fn report_handle_sizes() {
     let bytes = size_of::<Ptr<Vec<u8>>>() as f64;
     report("eat", "bytes per handle", "cereal-eat", (bytes, bytes, bytes), "bytes", 1, false);
     let arc = size_of::<Arc<std::sync::RwLock<Vec<u8>>>>() as f64;
@@ -39,8 +43,10 @@ fn bench_traversal(c: &Config) {
     let side = if c.quick { 2048 } else { 4096 };
     let n = side * side;
     let label = format!("add one to every element of {side}x{side} u64, 2 threads");
+    let Some(mut w) = Workload::new(c, "eat", "traversal", label) else { return };
+    // The array is the benchmark's input, made before any memory measurement starts.
     let mut data: Vec<u64> = (0..n as u64).collect();
-    let r = rate(c.runs, || {
+    w.rate("cereal-eat", "elements/s", || {
         let (whole, segments) =
             split(std::mem::take(&mut data), &[side, side], 16 * rayon::current_num_threads()).unwrap();
         let start = Instant::now();
@@ -49,22 +55,23 @@ fn bench_traversal(c: &Config) {
         data = whole.join(segments).unwrap();
         (n as u64, took)
     });
-    report("eat", &label, "cereal-eat", r, "elements/s", c.runs, true);
-    let r = rate(c.runs, || {
+    w.rate("rayon par_chunks_mut", "elements/s", || {
         use rayon::prelude::*;
         let start = Instant::now();
         data.par_chunks_mut(side).for_each(|row| row.iter_mut().for_each(|v| *v += 1));
         (n as u64, start.elapsed())
     });
-    report("eat", &label, "rayon par_chunks_mut", r, "elements/s", c.runs, true);
-    let r = rate(c.runs, || {
+    w.rate("single-threaded loop", "elements/s", || {
         let start = Instant::now();
         data.iter_mut().for_each(|v| *v += 1);
         black_box(&data);
         (n as u64, start.elapsed())
     });
-    report("eat", &label, "single-threaded loop", r, "elements/s", c.runs, true);
+    w.memory();
+}
 
+/// No memory rows: its peer is a figure from the seed, not a program run here.
+fn bench_seed_example(c: &Config) {
     let label = "the seed's 16x625 thread-pool example (Python: 111 ms)";
     let mut data: Vec<i64> = (0..10_000).collect();
     let r = rate(c.runs.max(5), || {
@@ -86,10 +93,13 @@ fn bench_traversal(c: &Config) {
 }
 
 fn bench_async(c: &Config) {
+    // The memory rows cover a whole run: submitting the tasks and awaiting them all.
+    let label = "10,000 async tasks, submitted and awaited";
+    let Some(mut w) = Workload::new(c, "eat", "async", label) else { return };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let max_delay = 100u64;
     let mut overheads = Vec::new();
-    let r = rate(c.runs, || {
+    let mut run = || {
         runtime.block_on(async {
             let x = Arc::new(AtomicArray::from_vec(vec![0i64; 10_000], &[16, 625]).unwrap());
             let shared = Arc::clone(&x);
@@ -108,22 +118,30 @@ fn bench_async(c: &Config) {
             assert!(x.to_vec().iter().all(|&v| v == 1));
             (1, submitted)
         })
-    });
-    let ms = (1e3 / r.0, 1e3 / r.2, 1e3 / r.1);
-    report("eat", "submit 10,000 async tasks", "cereal-eat", ms, "ms", c.runs, false);
-    overheads.sort_by(f64::total_cmp);
-    let o = (overheads[overheads.len() / 2], overheads[0], overheads[overheads.len() - 1]);
-    report(
-        "eat",
-        "10,000 tasks: completion after the longest delay (100 ms)",
-        "cereal-eat",
-        o,
-        "ms",
-        c.runs,
-        false,
-    );
+    };
+    // Timed here, reported as times (ms) rather than rates.
+    w.peak("cereal-eat", &mut run);
+    if !w.in_child() {
+        let r = rate(c.runs, run);
+        let ms = (1e3 / r.0, 1e3 / r.2, 1e3 / r.1);
+        report("eat", "submit 10,000 async tasks", "cereal-eat", ms, "ms", c.runs, false);
+        overheads.sort_by(f64::total_cmp);
+        let o = (overheads[overheads.len() / 2], overheads[0], overheads[overheads.len() - 1]);
+        report(
+            "eat",
+            "10,000 tasks: completion after the longest delay (100 ms)",
+            "cereal-eat",
+            o,
+            "ms",
+            c.runs,
+            false,
+        );
+    }
+    w.memory();
 }
 
+/// No memory rows: its workers are processes of their own, and what they share is a
+/// mapping of `/dev/shm` (RssShmem), which neither memory row counts.
 fn bench_shm(c: &Config) {
     let cells = if c.quick { 8 << 20 } else { 128 << 20 }; // 64 MiB or 1 GiB of u64
     let dir = tempfile::tempdir_in(if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "." })
@@ -167,7 +185,17 @@ pub(crate) fn child(args: &[String]) {
 pub(crate) fn run(c: &Config) {
     eprintln!("cereal-eat ({} runs each)", c.runs);
     bench_fanout(c);
+    report_handle_sizes();
     bench_traversal(c);
+    bench_seed_example(c);
     bench_async(c);
     bench_shm(c);
+}
+
+/// The workloads that report memory: a memory child of this group calls this, and only
+/// its own workload and implementation run (see [`Workload`]).
+pub(crate) fn workloads(c: &Config) {
+    bench_fanout(c);
+    bench_traversal(c);
+    bench_async(c);
 }

@@ -2,12 +2,15 @@
 //!
 //! Run through `cargo xtask bench [--quick] [CRATE]`, which builds this binary in release
 //! mode, shows its progress, and writes `docs/BENCHMARKS.md` from the `RESULT` lines it
-//! prints. Each workload runs for every implementation in the same process run.
+//! prints. Each workload runs for every implementation in the same process run; each
+//! implementation's peak memory in a workload is measured in a child process of its own
+//! (see `memory`).
 
 mod buffer;
 mod cache;
 mod eat;
 mod harness;
+mod memory;
 mod outofcore;
 mod paged;
 mod redis;
@@ -21,6 +24,7 @@ fn main() {
             Some("shm") => eat::child(&args[2..]),
             Some("redis") => redis::child(&args[2..]),
             Some("outofcore") => outofcore::child_main(&args[2..]),
+            Some("peak") => peak_child(&args[2..]),
             _ => paged::child(&args[1..]),
         }
         return;
@@ -48,4 +52,18 @@ fn main() {
     if wants("redis") {
         redis::run(&config);
     }
+}
+
+/// `--child peak GROUP WORKLOAD IMPLEMENTATION quick|full ARGS...`: one implementation's
+/// peak memory in one workload (see `memory::report_children`).
+fn peak_child(args: &[String]) {
+    let config = memory::child_config(args);
+    match config.peak.as_ref().map_or("", |t| t.group.as_str()) {
+        "cache" => cache::workloads(&config),
+        "buffer" => buffer::workloads(&config),
+        "eat" => eat::workloads(&config),
+        "redis" => redis::peak_child(&config),
+        other => panic!("no memory children in group {other:?}"),
+    }
+    memory::check_measured(&config);
 }

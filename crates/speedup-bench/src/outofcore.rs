@@ -18,6 +18,7 @@ use heed::{CommitOrAbort, EnvOpenOptions, byteorder::BigEndian};
 use speedup_paged::{DiskDict, Options};
 
 use crate::harness::{Config, key, report};
+use crate::memory::{self, Rss};
 
 const SEED: u64 = 7;
 
@@ -59,7 +60,7 @@ pub(crate) fn run(c: &Config) {
         match child(&cgroup, &plan, &["build", store, path.to_str().unwrap()], Some(write_deadline)) {
             Some(out) => {
                 report("outofcore", &label, implementation, one(field(&out, "rate")), "ops/s", 1, true);
-                memory(implementation, &out, &cap, "loading");
+                memory::report_rows("outofcore", &label, &[(implementation, Rss::parse(&out))]);
             }
             None => {
                 // Thrashing or killed under the cap: say so, then build it without the cap
@@ -90,7 +91,7 @@ pub(crate) fn run(c: &Config) {
             "    {implementation}: {:.0}% of the device's random read rate",
             100.0 * field(&out, "rate") / device
         );
-        memory(implementation, &out, &cap, "reading");
+        memory::report_rows("outofcore", &label, &[(implementation, Rss::parse(&out))]);
         evict(&path);
         let scan = format!("out of core, {cap}: iterate every entry");
         match child(&cgroup, &plan, &["iterate", store, path.to_str().unwrap()], Some(write_deadline)) {
@@ -110,14 +111,6 @@ pub(crate) fn run(c: &Config) {
 
 fn one(v: f64) -> (f64, f64, f64) {
     (v, v, v)
-}
-
-/// Peak memory of one phase (`loading`, `reading`): each phase is its own workload.
-fn memory(implementation: &str, out: &str, cap: &str, phase: &str) {
-    let label = format!("out of core, {cap}: peak RssAnon while {phase}");
-    report("outofcore", &label, implementation, one(field(out, "anon-kib") / 1024.0), "MiB", 1, false);
-    let label = format!("out of core, {cap}: peak RssFile while {phase}");
-    report("outofcore", &label, implementation, one(field(out, "file-kib") / 1024.0), "MiB", 1, false);
 }
 
 fn field(out: &str, name: &str) -> f64 {
@@ -167,7 +160,6 @@ pub(crate) fn child_main(args: &[String]) {
     let seconds: f64 = args[4].parse().unwrap();
     let mut go = String::new();
     std::io::stdin().read_line(&mut go).unwrap();
-    let mut peaks = Peaks::default();
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
         rng ^= rng << 13;
@@ -175,7 +167,8 @@ pub(crate) fn child_main(args: &[String]) {
         rng ^= rng << 17;
         key(SEED, rng % entries)
     };
-    let result = match (mode, store) {
+    // Each phase (load, read, scan) is its own workload, with its own peak memory.
+    let (result, peaks) = memory::peak(|| match (mode, store) {
         ("build", "ours") => {
             std::fs::create_dir_all(path).unwrap();
             // 64 pages of pending writes (about 13 MiB of 100-byte values) fit any cap here.
@@ -185,9 +178,6 @@ pub(crate) fn child_main(args: &[String]) {
             for i in 0..entries {
                 let k = key(SEED, i);
                 d.insert(k, value(k)).unwrap();
-                if i.is_multiple_of(100_000) {
-                    peaks.sample();
-                }
             }
             d.close().unwrap();
             format!("rate {}", entries as f64 / start.elapsed().as_secs_f64())
@@ -207,9 +197,6 @@ pub(crate) fn child_main(args: &[String]) {
                     tx.commit().unwrap();
                     tx = env.write_txn().unwrap();
                 }
-                if i.is_multiple_of(100_000) {
-                    peaks.sample();
-                }
             }
             tx.commit().unwrap();
             env.force_sync().unwrap();
@@ -219,14 +206,14 @@ pub(crate) fn child_main(args: &[String]) {
             let d: DiskDict<u64, String> =
                 DiskDict::open_with("ooc", &Options::new().location(path)).unwrap();
             let get = |k: u64| assert_eq!(d.get_archived(&k).unwrap().map(|v| v.len()), Some(100));
-            read_loop(get, &mut next, seconds, &mut peaks)
+            read_loop(get, &mut next, seconds)
         }
         ("read", "heed") => {
             let env = heed_env(path);
             let db = heed_open(env);
             let tx = env.read_txn().unwrap();
             let get = |k: u64| assert_eq!(db.get(&tx, &k).unwrap().map(str::len), Some(100));
-            read_loop(get, &mut next, seconds, &mut peaks)
+            read_loop(get, &mut next, seconds)
         }
         ("iterate", "ours") => {
             let d: DiskDict<u64, String> =
@@ -236,9 +223,6 @@ pub(crate) fn child_main(args: &[String]) {
             for entry in &d {
                 assert_eq!(entry.unwrap().1.len(), 100);
                 n += 1;
-                if n.is_multiple_of(100_000) {
-                    peaks.sample();
-                }
             }
             assert_eq!(n, entries);
             format!("rate {}", n as f64 / start.elapsed().as_secs_f64())
@@ -252,29 +236,24 @@ pub(crate) fn child_main(args: &[String]) {
             for entry in db.iter(&tx).unwrap() {
                 assert_eq!(entry.unwrap().1.len(), 100);
                 n += 1;
-                if n.is_multiple_of(100_000) {
-                    peaks.sample();
-                }
             }
             assert_eq!(n, entries);
             format!("rate {}", n as f64 / start.elapsed().as_secs_f64())
         }
         _ => panic!("unknown out-of-core child {mode} {store}"),
-    };
-    peaks.sample();
-    println!("{result} anon-kib {} file-kib {}", peaks.anon, peaks.file);
+    });
+    println!("{result} {peaks}");
 }
 
 /// 2,000 gets right after open ("cold": speedup-paged validates each page on first use),
 /// then `seconds` of gets as a warm-up, then as many as fit in another `seconds`: the
 /// steady-state rate a long-running reader sees.
-fn read_loop(get: impl Fn(u64), next: &mut impl FnMut() -> u64, seconds: f64, peaks: &mut Peaks) -> String {
+fn read_loop(get: impl Fn(u64), next: &mut impl FnMut() -> u64, seconds: f64) -> String {
     let start = Instant::now();
     for _ in 0..2_000 {
         get(next());
     }
     let cold = 2_000.0 / start.elapsed().as_secs_f64();
-    peaks.sample();
     let mut timed_run = || {
         let start = Instant::now();
         let mut n = 0u64;
@@ -283,9 +262,6 @@ fn read_loop(get: impl Fn(u64), next: &mut impl FnMut() -> u64, seconds: f64, pe
                 get(next());
             }
             n += 256;
-            if n.is_multiple_of(8_192) {
-                peaks.sample();
-            }
         }
         n as f64 / start.elapsed().as_secs_f64()
     };
@@ -320,28 +296,6 @@ fn heed_open(env: &'static heed::Env) -> HeedDb {
     .unwrap()
     .unwrap_commit()
     .expect("the heed store has its database")
-}
-
-#[derive(Default)]
-struct Peaks {
-    anon: u64,
-    file: u64,
-}
-
-impl Peaks {
-    fn sample(&mut self) {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let kib = |key: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        self.anon = self.anon.max(kib("RssAnon:"));
-        self.file = self.file.max(kib("RssFile:"));
-    }
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {

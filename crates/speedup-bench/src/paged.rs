@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::process::Command;
 use std::time::Duration;
 
 use heed::types::{Str, U64};
@@ -11,6 +10,7 @@ use redb::{ReadableDatabase, TableDefinition};
 use speedup_paged::{DiskDict, DiskList, Options};
 
 use crate::harness::{Config, key, keys, rate, report, timed};
+use crate::memory::{self, Rss};
 
 const U64_TABLE: TableDefinition<'_, u64, u64> = TableDefinition::new("t");
 const STR_TABLE: TableDefinition<'_, u64, &str> = TableDefinition::new("t");
@@ -361,38 +361,23 @@ pub(crate) fn run(c: &Config) {
     }
 }
 
-/// Peak RSS and RssAnon of a 10M-entry load + reads, each store in its own process.
+/// Memory of a 10M-entry load + reads, each store in its own process: peak RssAnon and
+/// RssFile of the workload (as the `memory` module counts them), and the process's peak RSS
+/// (the kernel's VmHWM, start-up included: exact, where sampling can miss a short spike).
 fn memory_run(n: usize) {
+    let label = format!("{}M u64 -> u64", n / 1_000_000);
+    let mut peaks: Vec<(&str, Rss)> = Vec::new();
     for name in ["speedup-paged", "redb", "heed (LMDB)"] {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--child", "memory", name, &n.to_string()])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "memory child for {name} failed");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let field = |key: &str| -> f64 {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(f64::NAN)
-        };
-        let label = format!("{}M u64 -> u64: peak RSS", n / 1_000_000);
-        let rss = field("hwm-mib ");
-        report("paged", &label, name, (rss, rss, rss), "MiB", 1, false);
-        let label = format!("{}M u64 -> u64: peak RssAnon", n / 1_000_000);
-        let anon = field("anon-mib ");
-        report("paged", &label, name, (anon, anon, anon), "MiB", 1, false);
+        let out = memory::run_child(&["memory", name, &n.to_string()]);
+        let hwm = out
+            .lines()
+            .find_map(|l| l.strip_prefix("hwm-mib "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(f64::NAN);
+        report("paged", &format!("{label}: peak RSS"), name, (hwm, hwm, hwm), "MiB", 1, false);
+        peaks.push((name, Rss::parse(&out)));
     }
-}
-
-fn status_kib(key: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    memory::report_rows("paged", &label, &peaks);
 }
 
 /// `--child memory NAME N`: load N entries into NAME, read them all back, print the peaks.
@@ -401,25 +386,16 @@ pub(crate) fn child(args: &[String]) {
     let dir = tempfile::tempdir().unwrap();
     // Keys are computed, not stored: the measurement is the store's memory, not ours.
     let ks = (0..n as u64).map(|i| key(1, i));
-    let mut anon_peak = 0;
-    let chunk = n / 20;
-    let mut sample = || anon_peak = anon_peak.max(status_kib("RssAnon:"));
-    match name {
+    let ((), peaks) = memory::peak(|| match name {
         "speedup-paged" => {
             let mut d: DiskDict<u64, u64> =
                 DiskDict::open_with("mem", &Options::new().location(dir.path())).unwrap();
-            for (i, k) in ks.clone().enumerate() {
+            for k in ks.clone() {
                 d.insert(k, k).unwrap();
-                if i % chunk == 0 {
-                    sample();
-                }
             }
             d.flush().unwrap();
-            for (i, k) in ks.enumerate() {
+            for k in ks {
                 assert!(d.get_archived(&k).unwrap().is_some());
-                if i % chunk == 0 {
-                    sample();
-                }
             }
         }
         "redb" => {
@@ -427,21 +403,15 @@ pub(crate) fn child(args: &[String]) {
             let tx = db.begin_write().unwrap();
             {
                 let mut t = tx.open_table(U64_TABLE).unwrap();
-                for (i, k) in ks.clone().enumerate() {
+                for k in ks.clone() {
                     t.insert(k, k).unwrap();
-                    if i % chunk == 0 {
-                        sample();
-                    }
                 }
             }
             tx.commit().unwrap();
             let r = db.begin_read().unwrap();
             let t = r.open_table(U64_TABLE).unwrap();
-            for (i, k) in ks.enumerate() {
+            for k in ks {
                 assert!(t.get(k).unwrap().is_some());
-                if i % chunk == 0 {
-                    sample();
-                }
             }
         }
         _ => {
@@ -456,23 +426,16 @@ pub(crate) fn child(args: &[String]) {
                 .unwrap()
                 .unwrap_commit();
             let mut w = env.write_txn().unwrap();
-            for (i, k) in ks.clone().enumerate() {
+            for k in ks.clone() {
                 db.put(&mut w, &k, &k).unwrap();
-                if i % chunk == 0 {
-                    sample();
-                }
             }
             w.commit().unwrap();
             let r = env.read_txn().unwrap();
-            for (i, k) in ks.enumerate() {
+            for k in ks {
                 assert!(db.get(&r, &k).unwrap().is_some());
-                if i % chunk == 0 {
-                    sample();
-                }
             }
         }
-    }
-    sample();
-    println!("hwm-mib {}", status_kib("VmHWM:") as f64 / 1024.0);
-    println!("anon-mib {}", anon_peak as f64 / 1024.0);
+    });
+    println!("hwm-mib {}", memory::status_kib("VmHWM:").map_or(f64::NAN, |kib| kib as f64 / 1024.0));
+    println!("{peaks}");
 }
