@@ -70,9 +70,9 @@ fn bench_traversal(c: &Config) {
     w.memory();
 }
 
-/// No memory rows: its peer is a figure from the seed, not a program run here.
+/// No memory rows: its peer is a figure from the original cereal's document, not a program run here.
 fn bench_seed_example(c: &Config) {
-    let label = "the seed's 16x625 thread-pool example (Python: 111 ms)";
+    let label = "the original cereal's 16x625 thread-pool example (Python: 111 ms)";
     let mut data: Vec<i64> = (0..10_000).collect();
     let r = rate(c.runs.max(5), || {
         let (whole, segments) = split(std::mem::take(&mut data), &[16, 625], 16).unwrap();
@@ -89,7 +89,7 @@ fn bench_seed_example(c: &Config) {
     let micros = (1e6 / r.0, 1e6 / r.2, 1e6 / r.1);
     report("eat", label, "cereal-eat", micros, "us", c.runs.max(5), false);
     let python = (111_000.0, 111_000.0 - 1_670.0, 111_000.0 + 1_670.0);
-    report("eat", label, "cereal (Python, from the seed)", python, "us", 7, false);
+    report("eat", label, "cereal (Python, the original's figure)", python, "us", 7, false);
 }
 
 fn bench_async(c: &Config) {
