@@ -54,6 +54,7 @@ unsafe impl<T: Send + Sync> Sync for Store<T> {}
 unsafe impl<T: Send> Send for Store<T> {}
 
 /// (bucket, offset in the bucket) of item `index`.
+#[inline]
 fn locate(index: usize) -> (usize, usize) {
     let biased = index + FIRST;
     let bucket = (usize::BITS - 1 - biased.leading_zeros()) as usize - FIRST.trailing_zeros() as usize;
@@ -81,16 +82,19 @@ impl<T> Store<T> {
     }
 
     /// A reader's cursor, starting with nothing seen.
+    #[inline]
     pub(crate) fn cursor(&self) -> Cursor<'_, T> {
         Cursor { store: self, seen: 0 }
     }
 
     /// Items written so far.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.written.load(Ordering::Acquire)
     }
 
     /// Item `index`, if written.
+    #[inline]
     pub(crate) fn get(&self, index: usize) -> Option<&T> {
         self.cursor().get(index)
     }
