@@ -91,6 +91,11 @@
 //!   wrong answer, and the answer is the same however much is cached.
 //! - **Any index.** Index arithmetic saturates: `get(usize::MAX)` on a finite sequence is
 //!   `None`, and `lookahead(usize::MAX)` is accepted.
+//! - **Memory: a `Buffer` keeps every item it produced** (that is what makes it indexable
+//!   and re-iterable: `get(0)` still works after a million items). Its memory grows with
+//!   the items produced, about `size_of::<T>()` each plus up to 2x slack (buckets double);
+//!   50M `u64`s hold about 380 MiB. For a stream that must run in bounded memory, use
+//!   `.window(n)` below.
 //!
 //! One builder for every kind: [`Buffer::builder`]`.lookahead(n)`, then `.build(iter)`
 //! (a [`Buffer`]), `.window(n)` and optionally `.spill(store)` then `.build(iter)` (a
