@@ -244,6 +244,11 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> 
     tracing::debug!("speedup-buffer: producer starts");
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut writer = shared.items.writer();
+        // Making the iterator is user code too (`build_with_prefix`'s closure may block):
+        // busy while it runs, so that a drop meanwhile detaches instead of joining.
+        if gate.before_next().is_none() {
+            return;
+        }
         let mut iter = make();
         let mut produced = 0;
         loop {

@@ -64,6 +64,16 @@ pub enum Error {
         /// The producer's panic message.
         message: String,
     },
+    /// The producer was stopped before producing the item, without the sequence ending: an
+    /// `AsyncBuffer` whose producing task was dropped with its tokio runtime. Every later
+    /// item is lost too.
+    #[error(
+        "item {index} will not come: the buffer's producing task was dropped (its tokio runtime shut down) before producing it"
+    )]
+    ProducerStopped {
+        /// The item asked for.
+        index: usize,
+    },
     /// The item left a windowed buffer's memory (and no spill store keeps it).
     #[error(
         "item {index} was dropped from the buffer's window (oldest kept: {oldest}); widen the window or enable spilling"

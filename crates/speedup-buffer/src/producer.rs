@@ -17,6 +17,9 @@ pub(crate) const RUNNING: u8 = 0;
 pub(crate) const FINISHED: u8 = 1;
 /// The sequence panicked: no item past the ones produced will come.
 pub(crate) const PANICKED: u8 = 2;
+/// The producer was stopped from outside before the sequence ended (an `AsyncBuffer`'s
+/// task dropped with its runtime): no item past the ones produced will come.
+pub(crate) const STOPPED: u8 = 3;
 
 /// How a buffer's producer ended. The panic message is written before the end is
 /// announced (`Release`), so a reader that sees `PANICKED` (`Acquire`) finds it.
@@ -50,13 +53,22 @@ impl Ending {
         how
     }
 
+    /// Records that the producer was stopped from outside, unless it ended already.
+    pub(crate) fn stopped(&self) {
+        let _ = self.how.compare_exchange(RUNNING, STOPPED, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     /// The error of a read of item `index` that the producer never reached because it
-    /// panicked; `None` if it did not panic.
+    /// panicked or was stopped; `None` if the sequence ended (or has not).
     pub(crate) fn error(&self, index: usize) -> Option<Error> {
-        (self.how() == PANICKED).then(|| Error::ProducerPanicked {
-            index,
-            message: self.message.lock().clone().unwrap_or_default(),
-        })
+        match self.how() {
+            PANICKED => Some(Error::ProducerPanicked {
+                index,
+                message: self.message.lock().clone().unwrap_or_default(),
+            }),
+            STOPPED => Some(Error::ProducerStopped { index }),
+            _ => None,
+        }
     }
 }
 

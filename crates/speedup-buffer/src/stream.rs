@@ -124,7 +124,7 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsorted`], [`Error::ProducerPanicked`].
+    /// [`Error::Unsorted`], [`Error::ProducerPanicked`], [`Error::ProducerStopped`].
     pub async fn try_contains(&self, target: &T) -> Result<bool, Error>
     where
         T: PartialEq,
@@ -176,7 +176,8 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::ProducerPanicked`].
+    /// [`Error::ProducerPanicked`]; [`Error::ProducerStopped`] if the producing task was
+    /// dropped with its runtime (a reader on another runtime is told, not left waiting).
     pub async fn try_get(&self, index: usize) -> Result<Option<&T>, Error> {
         let shared = &self.shared;
         // Saturating: an index near `usize::MAX` asks for everything, it does not wrap.
@@ -221,8 +222,21 @@ impl<T: Send + Sync + 'static> AsyncBuffer<T> {
     }
 }
 
+/// Marks the producer stopped if its task is dropped before it ends (its runtime shut
+/// down, or the buffer aborted it), and wakes the readers: a reader on another runtime must
+/// not wait for items that will never come.
+struct StopIfDropped<'a, T>(&'a Shared<T>);
+
+impl<T> Drop for StopIfDropped<'_, T> {
+    fn drop(&mut self) {
+        self.0.ending.stopped();
+        self.0.produced.notify_waiters();
+    }
+}
+
 async fn produce<T, S: Stream<Item = T>>(shared: Arc<Shared<T>>, stream: S) {
     tracing::debug!("speedup-buffer: async producer starts");
+    let _stop_if_dropped = StopIfDropped(&shared);
     let run = AssertUnwindSafe(async {
         futures::pin_mut!(stream);
         let mut writer = shared.items.writer();

@@ -50,9 +50,13 @@ struct State<T> {
     /// The producer ended: the sequence did, or it panicked (`Shared::ending` says which).
     done: bool,
     stop: bool,
-    /// The producer is inside its iterator's `next()`, which may never return.
+    /// The producer is inside user code that may never return: its iterator's `next()`, or
+    /// the spill store's `spill`.
     busy: bool,
-    spill: Option<Box<dyn Spill<T>>>,
+    /// Items that left the window and are being handed to the spill store (copies, for
+    /// readers meanwhile), oldest first. An item leaves this list only once the store has
+    /// it or its failure is recorded in `spill_failed`.
+    spilling: VecDeque<(usize, T)>,
     /// The first item the spill store failed to take, and why: it and every later spilled
     /// item are unreadable (reported by `get`, never passed off as the end).
     spill_failed: Option<(usize, SpillError)>,
@@ -61,6 +65,9 @@ struct State<T> {
 struct Shared<T> {
     state: Mutex<State<T>>,
     changed: Condvar,
+    /// The spill store, behind a lock of its own: its calls are user code (they may block
+    /// or panic), so they never run under `state`'s lock, which readers and drop need.
+    spill: Option<Mutex<Box<dyn Spill<T>>>>,
     /// How the producer ended (`State::done` says that it did).
     ending: Ending,
 }
@@ -111,10 +118,11 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
                 done: false,
                 stop: false,
                 busy: false,
-                spill,
+                spilling: VecDeque::new(),
                 spill_failed: None,
             }),
             changed: Condvar::new(),
+            spill: spill.map(Mutex::new),
             ending: Ending::new(),
         });
         let producer = {
@@ -145,16 +153,23 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
                 {
                     return Err(Error::Spill { index, source: source.clone() });
                 }
-                return match &state.spill {
-                    Some(spill) => match spill.fetch(index) {
-                        Ok(Some(item)) => Ok(Some(item)),
-                        Ok(None) => Err(Error::Spill {
-                            index,
-                            source: BoxError::from("the spill store does not have it").into(),
-                        }),
-                        Err(error) => Err(Error::Spill { index, source: error.into() }),
-                    },
-                    None => Err(Error::Evicted { index, oldest: state.first }),
+                if let Some((_, item)) = state.spilling.iter().find(|(i, _)| *i == index) {
+                    return Ok(Some(item.clone()));
+                }
+                let Some(spill) = &self.shared.spill else {
+                    return Err(Error::Evicted { index, oldest: state.first });
+                };
+                // Not being spilled and not failed: the store has it. Ask it without the
+                // state lock (the call is user code).
+                drop(state);
+                let store = spill.lock();
+                let fetched = catch_unwind(AssertUnwindSafe(|| store.fetch(index)));
+                let failed = |source: BoxError| Err(Error::Spill { index, source: source.into() });
+                return match fetched {
+                    Ok(Ok(Some(item))) => Ok(Some(item)),
+                    Ok(Ok(None)) => failed("the spill store does not have it".into()),
+                    Ok(Err(error)) => failed(error),
+                    Err(payload) => failed(panicked(&*payload)),
                 };
             }
             if let Some(item) = state.items.get(index - state.first) {
@@ -168,7 +183,7 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
     }
 }
 
-fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, iter: I, window: usize) {
+fn produce<T: Clone, I: Iterator<Item = T>>(shared: &Shared<T>, iter: I, window: usize) {
     let span = tracing::debug_span!("speedup_buffer::window_producer", window);
     let _entered = span.enter();
     tracing::debug!("speedup-buffer: producer starts");
@@ -177,7 +192,7 @@ fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, iter: I, window: usize)
 }
 
 /// The window producer's loop; returns how many items it produced.
-fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: usize) -> usize {
+fn produce_items<T: Clone, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: usize) -> usize {
     let mut produced = 0;
     loop {
         {
@@ -200,6 +215,7 @@ fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, wind
         if state.stop {
             return produced; // dropped meanwhile: nobody reads this item
         }
+        let mut to_spill = Vec::new();
         match next {
             Ok(Some(item)) => {
                 state.items.push_back(item);
@@ -208,13 +224,10 @@ fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, wind
                     let Some(old) = state.items.pop_front() else { break };
                     let index = state.first;
                     state.first += 1;
-                    if state.spill_failed.is_some() {
-                        continue; // the store is out of order from here on
-                    }
-                    if let Some(spill) = state.spill.as_mut()
-                        && let Err(error) = spill.spill(index, old)
-                    {
-                        state.spill_failed = Some((index, error.into()));
+                    // After a failure the store is out of order: later items are lost too.
+                    if shared.spill.is_some() && state.spill_failed.is_none() {
+                        state.spilling.push_back((index, old.clone()));
+                        to_spill.push((index, old));
                     }
                 }
             }
@@ -228,12 +241,56 @@ fn produce_items<T, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, wind
             }
         }
         let finished = state.done;
+        state.busy = !to_spill.is_empty();
         drop(state);
         shared.changed.notify_all();
+        if !to_spill.is_empty() && !spill_outside_the_lock(shared, to_spill) {
+            return produced; // dropped meanwhile
+        }
         if finished {
             return produced;
         }
     }
+}
+
+/// Hands `items` to the spill store, under the store's own lock only (a store that blocks
+/// blocks neither readers of the window nor the buffer's drop), then takes them off the
+/// `spilling` list, recording the first failure (an error or a panic of the store). Returns
+/// false if the buffer was dropped meanwhile.
+fn spill_outside_the_lock<T>(shared: &Shared<T>, items: Vec<(usize, T)>) -> bool {
+    let Some(spill) = &shared.spill else { return true };
+    let last = items.last().map(|(index, _)| *index);
+    let mut failure = None;
+    {
+        let mut store = spill.lock();
+        for (index, item) in items {
+            match catch_unwind(AssertUnwindSafe(|| store.spill(index, item))) {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => failure = Some((index, error.into())),
+                Err(payload) => failure = Some((index, panicked(&*payload).into())),
+            }
+            if failure.is_some() {
+                break; // the rest of the batch is lost with it (the store is out of order)
+            }
+        }
+    }
+    let mut state = shared.lock();
+    state.busy = false;
+    while state.spilling.front().is_some_and(|(index, _)| Some(*index) <= last) {
+        state.spilling.pop_front();
+    }
+    if state.spill_failed.is_none() {
+        state.spill_failed = failure;
+    }
+    let stopped = state.stop;
+    drop(state);
+    shared.changed.notify_all();
+    !stopped
+}
+
+/// A panic of the spill store, as the error readers of the lost items get.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> BoxError {
+    format!("the spill store panicked: {}", crate::error::panic_message(payload)).into()
 }
 
 impl<T> Drop for WindowBuffer<T> {

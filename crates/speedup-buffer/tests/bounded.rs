@@ -79,3 +79,66 @@ fn old_items_spill_to_a_disk_list_and_stay_readable() {
         assert_eq!(b.get(i), Ok(Some(i as u64 * 7)), "item {i} from disk");
     }
 }
+
+/// A spill store that panics is a failing store: the items from the one it panicked on are
+/// `Error::Spill` with the panic's message, the window keeps working, nothing hangs.
+#[test]
+fn a_panicking_spill_store_is_an_error_not_a_hang() {
+    struct Panics;
+    impl Spill<u64> for Panics {
+        fn spill(&mut self, index: usize, _: u64) -> Result<(), BoxError> {
+            assert_ne!(index, 2, "the store broke");
+            Ok(())
+        }
+        fn fetch(&self, index: usize) -> Result<Option<u64>, BoxError> {
+            assert_ne!(index, 1, "fetch broke");
+            Ok(Some(index as u64))
+        }
+    }
+    speedup_test_support::within(30, || {
+        let b = Buffer::builder().lookahead(1).window(2).spill(Panics).build(0u64..);
+        assert_eq!(b.get(50), Ok(Some(50)), "the window goes on after the store panicked");
+        assert_eq!(b.get(0), Ok(Some(0)), "spilled before the panic");
+        let Err(Error::Spill { index: 2, source }) = b.get(2) else { panic!("item 2 is lost") };
+        assert!(source.to_string().contains("the store broke"), "{source}");
+        assert!(matches!(b.get(30), Err(Error::Spill { index: 30, .. })), "later spilled items too");
+        let Err(Error::Spill { source, .. }) = b.get(1) else { panic!("a panicking fetch") };
+        assert!(source.to_string().contains("fetch broke"), "{source}");
+    });
+}
+
+/// A spill store that blocks (a dead network share) runs outside the window's lock: readers
+/// of the window and of items being spilled are answered, and dropping the buffer returns
+/// after the grace period instead of waiting for the store.
+#[test]
+fn a_blocking_spill_store_blocks_neither_readers_nor_drop() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    struct Blocks(Arc<AtomicBool>);
+    impl Spill<u64> for Blocks {
+        fn spill(&mut self, _: usize, _: u64) -> Result<(), BoxError> {
+            while self.0.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Ok(())
+        }
+        fn fetch(&self, index: usize) -> Result<Option<u64>, BoxError> {
+            Ok(Some(index as u64))
+        }
+    }
+    let blocked = Arc::new(AtomicBool::new(true));
+    let store = Blocks(Arc::clone(&blocked));
+    speedup_test_support::within(30, move || {
+        let b = Buffer::builder().lookahead(1).window(2).spill(store).build(0u64..);
+        assert_eq!(b.get(2), Ok(Some(2))); // item 0 left the window: its spill now blocks
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(b.get(0), Ok(Some(0)), "an item being spilled is still readable");
+        assert_eq!(b.get(1), Ok(Some(1)), "the window is readable");
+        let start = Instant::now();
+        drop(b);
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(1), "drop waited {took:?} for the blocked store");
+    });
+    blocked.store(false, Ordering::SeqCst); // the detached producer finishes and exits
+}

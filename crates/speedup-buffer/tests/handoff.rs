@@ -129,3 +129,18 @@ fn dropping_a_window_buffer_does_not_wait_for_a_blocked_producer() {
         }
     });
 }
+
+/// `build_with_prefix`'s closure is user code too: while it blocks (before it returned the
+/// iterator), dropping the buffer detaches the producer instead of joining it.
+#[test]
+fn dropping_a_buffer_whose_prefix_closure_blocks_returns() {
+    within(30, || {
+        let (tx, rx) = mpsc::channel::<Vec<u64>>();
+        let b = Buffer::builder().build_with_prefix(move |_prefix| rx.recv().unwrap_or_default().into_iter());
+        std::thread::sleep(Duration::from_millis(20)); // the closure is blocked in recv()
+        let start = Instant::now();
+        drop(b);
+        assert!(start.elapsed() < Duration::from_secs(1), "drop waited for the closure");
+        drop(tx); // the closure returns; the detached producer stops before its first item
+    });
+}

@@ -57,3 +57,25 @@ async fn new_uses_the_default_lookahead() {
     let b = AsyncBuffer::new(futures::stream::iter(0u64..));
     assert_eq!(b.get(3).await, Some(&3));
 }
+
+/// The producing task's runtime is dropped while a reader on another runtime waits: the
+/// reader gets `ProducerStopped` (items produced before stay readable), not a hang.
+#[test]
+fn a_reader_on_another_runtime_is_told_when_the_producers_runtime_is_dropped() {
+    speedup_test_support::within(30, || {
+        let producing =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let b = {
+            let _entered = producing.enter();
+            Buffer::builder().lookahead(4).build_async(futures::stream::unfold(0u64, |i| async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Some((i, i + 1))
+            }))
+        };
+        let reading = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        assert_eq!(reading.block_on(b.try_get(1)), Ok(Some(&1)));
+        drop(producing);
+        assert_eq!(reading.block_on(b.try_get(0)), Ok(Some(&0)), "produced items stay");
+        assert!(matches!(reading.block_on(b.try_get(100)), Err(Error::ProducerStopped { index: 100 })));
+    });
+}

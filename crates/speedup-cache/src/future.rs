@@ -52,8 +52,12 @@ type AsyncFunc<K, V, E> =
 ///
 /// A key that awaits itself, directly, through other keys, or through another task (0
 /// needs 1 while 1 needs 0), panics with a message naming the whole chain instead of
-/// hanging: the handle a computation receives carries its identity, and every wait is an
-/// edge of a wait-for graph that is checked before awaiting.
+/// hanging (`try_get` returns it as [`Error::Cycle`](crate::Error::Cycle)): the handle a
+/// computation receives carries its identity, and every wait is an edge of a wait-for graph
+/// that is checked before awaiting. One case is not seen: a task the function spawns
+/// (`tokio::spawn`) acts for no computation, so a spawned task that asks for the key
+/// awaiting it waits for ever; await recursive calls in the computation's own task
+/// (`join!`, `select!`) instead.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -277,6 +281,10 @@ where
     ///
     /// If the tokio runtime this call runs under is shut down (nothing can compute the key).
     pub async fn try_get(&self, key: K) -> Result<V, Error<E>> {
+        // Computations this call spawned that were cancelled: the runtime it spawned them on
+        // shut down. Once may be a future moved from a dead runtime to a live one (then the
+        // next spawn runs); twice in a row means this call runs under the dead one.
+        let mut cancelled_here = 0;
         loop {
             let Pending { outcome, node, started_here } = match self.lookup(&key) {
                 Ok(value) => return Ok(value),
@@ -299,8 +307,13 @@ where
             match outcome.await {
                 Ok(value) => return Ok(value),
                 Err(Failure::Error(error)) => return Err(error),
-                // A task this call just spawned is cancelled only if the runtime it runs
-                // under is shut down: trying again would spin.
+                // A task this call spawned is cancelled only if the runtime it was spawned
+                // on shut down. Try once more, on the runtime polling us now; a second
+                // cancellation means that one is shut down too: trying again would spin.
+                Err(Failure::Cancelled) if started_here && cancelled_here == 0 => {
+                    cancelled_here += 1;
+                    self.inner.vacate(&key, &node);
+                }
                 Err(Failure::Cancelled) if started_here => {
                     self.inner.vacate(&key, &node);
                     panic!(

@@ -154,6 +154,11 @@
 //!   rayon's own maintainers reach the same limit for blocking inside jobs. Fan out from
 //!   one top-level call (or use `batch_async`, which queues on the pool without blocking).
 //! - **Cycles through plain threads the function joins** are not seen (see [`Cache`]).
+//! - **`AsyncCache`: cycles through tasks the function spawns and awaits** are not seen: a
+//!   `tokio::spawn`ed task acts for no computation, so if it asks for the key that awaits
+//!   it, both wait for ever. Await recursive calls in the computation's own task
+//!   (`tokio::join!`, `select!`, `FuturesUnordered`); cycles between the computations
+//!   themselves, on any tasks, are reported.
 //! - **Cycles through a global handle on rayon workers.** A function that reaches the
 //!   cache through a clone kept in a global (not its argument) and runs on rayon workers
 //!   (asked from a `par_iter`, or on the cache's pool) gets its cycles reported only on

@@ -156,3 +156,26 @@ fn a_computation_parked_on_an_idle_current_thread_runtime_waits_for_it_or_its_dr
     });
     assert_eq!(r, (true, 1));
 }
+
+/// A `get` future that started the computation on a runtime, was moved when that runtime
+/// shut down, and is then awaited on a live runtime computes the key there (it panicked
+/// with "runtime ... shut down" although the runtime polling it was alive).
+#[test]
+fn a_get_moved_from_a_dead_runtime_to_a_live_one_computes_there() {
+    let r = within(20, || {
+        let cache = AsyncCache::try_new(|_: AsyncCache<u64, u64, ()>, k: u64| async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(k + 1)
+        });
+        let first = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let c = cache.clone();
+        let mut pending = Box::pin(async move { c.try_get(1).await });
+        first.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_millis(20), &mut pending).await;
+        });
+        drop(first);
+        let second = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        second.block_on(async move { tokio::spawn(pending).await.map_err(|e| e.to_string()) })
+    });
+    assert_eq!(r, Ok(Ok(2)));
+}
