@@ -31,14 +31,18 @@ pub fn par_for_each<T: Send>(
 }
 
 /// Spawns `f(i)` as a tokio task for every `i` in `0..n`, at most `concurrency` running
-/// at once, and returns at once with a handle that completes when all have (the original
-/// cereal's async traversal: submission does not wait for the work).
+/// at once (0 counts as 1), and returns at once with a handle that completes when all have
+/// (the original cereal's async traversal: submission does not wait for the work).
 ///
 /// The tasks are spawned by one coordinating task on the runtime, not by the caller: a
 /// worker thread spawns into its own run queue, which is several times cheaper than spawning
-/// from outside the runtime, and the caller is back at once whatever `n` is. `f(i)` is
-/// called there too; a panic in it, or in any task, is resumed when the handle is awaited
-/// (the handle gives the `JoinError`), as a panicking task's own handle does.
+/// from outside the runtime, and the caller is back at once whatever `n` is. The
+/// coordinator calls `f(i)` and spawns task `i` only when fewer than `concurrency` run, so
+/// memory stays bounded by `concurrency` whatever `n` is.
+///
+/// The tasks belong to the returned handle: aborting it (or a panic, in `f(i)` or in a
+/// task) aborts the tasks still running, and the panic is resumed when the handle is
+/// awaited (the handle gives the `JoinError`), as a panicking task's own handle does.
 ///
 /// Must be called within a tokio runtime.
 #[cfg(feature = "tokio")]
@@ -47,34 +51,30 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let limit = concurrency.max(1);
     tokio::spawn(async move {
-        // No limit to enforce (the common case: every task at once): no semaphore to take.
-        let limit =
-            (concurrency < n).then(|| std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))));
-        let tasks: Vec<_> = (0..n)
-            .map(|i| {
-                let work = f(i);
-                match &limit {
-                    None => tokio::spawn(work),
-                    Some(limit) => {
-                        let limit = std::sync::Arc::clone(limit);
-                        tokio::spawn(async move {
-                            // The semaphore is never closed, so acquiring cannot fail.
-                            let _permit = limit.acquire_owned().await;
-                            work.await;
-                        })
-                    }
-                }
-            })
-            .collect();
-        for task in tasks {
-            if let Err(e) = task.await
-                && e.is_panic()
-            {
-                std::panic::resume_unwind(e.into_panic());
+        // Dropped with the coordinator (an abort, a panic): the tasks still running go too.
+        let mut running = tokio::task::JoinSet::new();
+        for i in 0..n {
+            if running.len() >= limit {
+                finished(running.join_next().await);
             }
+            running.spawn(f(i));
+        }
+        while let Some(outcome) = running.join_next().await {
+            finished(Some(outcome));
         }
     })
+}
+
+/// Passes a task's panic on to the coordinator (and so to the handle's awaiter).
+#[cfg(feature = "tokio")]
+fn finished(outcome: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(e)) = outcome
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
 
 #[cfg(all(test, feature = "tokio"))]
@@ -113,6 +113,28 @@ mod tests {
                 "n = {n}, concurrency = {concurrency}"
             );
         }
+    }
+
+    /// A huge `n` with a small concurrency needs memory for `concurrency` tasks, not `n`
+    /// (it once spawned all of them up front: `n = 2^40` aborted the process), and aborting
+    /// the handle stops the work.
+    #[test]
+    fn a_huge_n_is_bounded_by_the_concurrency_and_abort_stops_it() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let s = Arc::clone(&started);
+        runtime().block_on(async move {
+            let all = spawn_each(1 << 40, 2, move |_| {
+                s.fetch_add(1, Ordering::SeqCst);
+                async { tokio::time::sleep(Duration::from_millis(1)).await }
+            });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            all.abort();
+            assert!(all.await.unwrap_err().is_cancelled());
+        });
+        let after_abort = started.load(Ordering::SeqCst);
+        assert!(after_abort < 1_000, "{after_abort} tasks started in 100 ms at concurrency 2");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(started.load(Ordering::SeqCst), after_abort, "nothing runs after the abort");
     }
 
     #[test]
