@@ -73,7 +73,7 @@ impl DiskDict {
 
     fn __getitem__<'py>(&self, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
-        let k = codec::to_bytes(key, Role::Key)?;
+        let k = self.store.encoded(key, Role::Key)?;
         match self.with(py, move |s| s.get(&k))? {
             Some(v) => codec::decode(py, &v),
             None => Err(PyKeyError::new_err(key.clone().unbind())),
@@ -81,13 +81,13 @@ impl DiskDict {
     }
 
     fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let k = codec::to_bytes(key, Role::Key)?;
-        let v = codec::to_bytes(value, Role::Value)?;
+        let k = self.store.encoded(key, Role::Key)?;
+        let v = self.store.encoded(value, Role::Value)?;
         self.with(key.py(), move |s| s.insert(k, v).map(drop))
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let k = codec::to_bytes(key, Role::Key)?;
+        let k = self.store.encoded(key, Role::Key)?;
         match self.with(key.py(), move |s| s.remove(&k))? {
             Some(_) => Ok(()),
             None => Err(PyKeyError::new_err(key.clone().unbind())),
@@ -96,6 +96,7 @@ impl DiskDict {
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let Ok(k) = codec::to_bytes(key, Role::Key) else {
+            self.store.check_open(key.py())?;
             return Ok(false); // an unhashable object is in no dict
         };
         self.with(key.py(), move |s| s.contains_key(&k))
@@ -109,7 +110,7 @@ impl DiskDict {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = key.py();
-        let k = codec::to_bytes(key, Role::Key)?;
+        let k = self.store.encoded(key, Role::Key)?;
         match self.with(py, move |s| s.get(&k))? {
             Some(v) => codec::decode(py, &v),
             None => Ok(default.unwrap_or_else(|| py.None().into_bound(py))),
@@ -118,9 +119,9 @@ impl DiskDict {
 
     /// Iterates over the keys present when iteration starts (a snapshot of the keys, so
     /// the store may change meanwhile; keys removed since are skipped by `items()`).
-    fn __iter__(&self, py: Python<'_>) -> PyResult<KeyIter> {
-        let keys = self.with(py, |s| s.keys().collect::<speedup_paged::Result<Vec<Bytes>>>())?;
-        Ok(KeyIter { keys: Mutex::new(keys.into_iter()) })
+    fn __iter__(slf: Bound<'_, Self>) -> PyResult<KeyIter> {
+        let keys = slf.get().with(slf.py(), |s| s.keys().collect::<speedup_paged::Result<Vec<Bytes>>>())?;
+        Ok(KeyIter { dict: slf.unbind(), keys: Mutex::new(keys.into_iter()) })
     }
 
     /// Removes every entry.
@@ -147,8 +148,10 @@ impl DiskDict {
         self.store.is_closed(py)
     }
 
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
+    /// `ValueError` on a closed store, as `with` on a closed file.
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().store.check_open(slf.py())?;
+        Ok(slf)
     }
 
     #[pyo3(signature = (*_exc))]
@@ -165,9 +168,11 @@ impl DiskDict {
     }
 }
 
-/// The keys of a [`DiskDict`], as they were when the iteration started.
+/// The keys of a [`DiskDict`], as they were when the iteration started; `ValueError` once
+/// the dict is closed (as iterating a closed file).
 #[pyclass(module = "pyspeedup.memory")]
 pub(crate) struct KeyIter {
+    dict: Py<DiskDict>,
     keys: Mutex<std::vec::IntoIter<Bytes>>,
 }
 
@@ -178,6 +183,7 @@ impl KeyIter {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.dict.get().store.check_open(py)?;
         let next = self.keys.lock().next();
         next.map(|k| codec::decode(py, &k)).transpose()
     }
@@ -269,7 +275,7 @@ impl DiskList {
     fn __setitem__(&self, index: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = index.py();
         let i = list_index(index)?;
-        let v = codec::to_bytes(value, Role::Value)?;
+        let v = self.store.encoded(value, Role::Value)?;
         let pos = self.position(py, i)?;
         self.with(py, move |s| s.set(pos, v).map(drop))
     }
@@ -292,7 +298,7 @@ impl DiskList {
 
     /// Appends `value` at the end.
     fn append(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = codec::to_bytes(value, Role::Value)?;
+        let v = self.store.encoded(value, Role::Value)?;
         self.with(value.py(), move |s| s.push(v))
     }
 
@@ -300,7 +306,7 @@ impl DiskList {
     fn extend(&self, values: &Bound<'_, PyAny>) -> PyResult<()> {
         let mut batch = Vec::new();
         for item in values.try_iter()? {
-            batch.push(codec::to_bytes(&item?, Role::Value)?);
+            batch.push(self.store.encoded(&item?, Role::Value)?);
             if batch.len() == CHUNK {
                 let full = std::mem::take(&mut batch);
                 self.with(values.py(), move |s| s.extend(full))?;
@@ -311,7 +317,7 @@ impl DiskList {
 
     /// Inserts `value` before `index` (clamped to the list, like `list.insert`).
     fn insert(&self, py: Python<'_>, index: isize, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let v = codec::to_bytes(value, Role::Value)?;
+        let v = self.store.encoded(value, Role::Value)?;
         self.with(py, move |s| {
             let len = s.len();
             let pos = if index < 0 { index.checked_add_unsigned(len).map_or(0, |p| p.max(0)) } else { index };
@@ -360,8 +366,10 @@ impl DiskList {
         self.store.is_closed(py)
     }
 
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
+    /// `ValueError` on a closed store, as `with` on a closed file.
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.get().store.check_open(slf.py())?;
+        Ok(slf)
     }
 
     #[pyo3(signature = (*_exc))]
@@ -399,6 +407,8 @@ impl ListIter {
                 "iterator already executing in another thread",
             ));
         };
+        // Items of a chunk read before a `close()` are not handed out after it.
+        self.list.get().store.check_open(py)?;
         if let Some(item) = state.1.next() {
             return codec::decode(py, &item).map(Some);
         }

@@ -10,6 +10,7 @@
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
+use crate::codec::{self, Role};
 use crate::errors;
 
 /// What the handle needs of a store (both of speedup-paged's stores have it).
@@ -17,6 +18,7 @@ pub(crate) trait PagedStore: Send + Sized {
     fn open_with(name: &str, opts: &speedup_paged::Options) -> speedup_paged::Result<Self>;
     fn path(&self) -> &std::path::Path;
     fn header_fallback(&self) -> Option<&speedup_paged::HeaderFallback>;
+    fn flush(&mut self) -> speedup_paged::Result<()>;
     fn close(self) -> speedup_paged::Result<()>;
 }
 
@@ -31,6 +33,9 @@ macro_rules! paged_store {
             }
             fn header_fallback(&self) -> Option<&speedup_paged::HeaderFallback> {
                 <$store>::header_fallback(self)
+            }
+            fn flush(&mut self) -> speedup_paged::Result<()> {
+                <$store>::flush(self)
             }
             fn close(self) -> speedup_paged::Result<()> {
                 <$store>::close(self)
@@ -87,17 +92,36 @@ impl<S: PagedStore> StoreHandle<S> {
         .map_err(Failure::into_py)
     }
 
-    /// Flushes and releases the store; later calls raise `ValueError`. Idempotent.
+    /// Flushes and releases the store; later calls raise `ValueError`. Idempotent. If the
+    /// flush fails (a full disk), the store stays open with its entries, so that the caller
+    /// can free space and call `close()` again: nothing is released unflushed.
     pub(crate) fn close(&self, py: Python<'_>) -> PyResult<()> {
-        match py.detach(|| self.store.lock().take()) {
-            Some(store) => py.detach(|| store.close()).map_err(errors::store),
-            None => Ok(()),
-        }
+        let closed = py.detach(|| {
+            let mut guard = self.store.lock();
+            let Some(store) = guard.as_mut() else { return Ok(()) };
+            store.flush()?;
+            guard.take().map_or(Ok(()), S::close)
+        });
+        closed.map_err(errors::store)
     }
 
     /// Whether `close()` was called.
     pub(crate) fn is_closed(&self, py: Python<'_>) -> bool {
         py.detach(|| self.store.lock().is_none())
+    }
+
+    /// `obj` as bytes for the store; when it cannot be encoded, a closed store's
+    /// `ValueError` comes first (as for a closed file), then the encoding's own error.
+    pub(crate) fn encoded(&self, obj: &Bound<'_, PyAny>, role: Role) -> PyResult<Vec<u8>> {
+        codec::to_bytes(obj, role).or_else(|error| {
+            self.check_open(obj.py())?;
+            Err(error)
+        })
+    }
+
+    /// `ValueError` once `close()` was called, as for a closed file.
+    pub(crate) fn check_open(&self, py: Python<'_>) -> PyResult<()> {
+        if self.is_closed(py) { Err(errors::closed()) } else { Ok(()) }
     }
 }
 

@@ -225,6 +225,69 @@ def test_closed_store_raises_value_error(home):
         d[1] = 1
 
 
+def test_a_closed_store_raises_value_error_first_everywhere(home):
+    # As for a closed file: `with`, iterators made before the close, and calls whose
+    # argument cannot be encoded all raise ValueError, not TypeError or a stale answer.
+    d = DiskDict("closed_everywhere")
+    for i in range(10):
+        d[i] = i
+    keys = iter(d)
+    next(keys)
+    d.close()
+    with pytest.raises(ValueError):
+        next(keys)
+    with pytest.raises(ValueError):
+        with d:
+            pass
+    with pytest.raises(ValueError):
+        [1] in d
+    with pytest.raises(ValueError):
+        d.get([1])
+    with pytest.raises(ValueError):
+        d[1] = lambda: 0  # unpicklable value
+    l = DiskList("closed_list")
+    l.extend(range(1000))
+    items = iter(l)
+    next(items)
+    l.close()
+    with pytest.raises(ValueError):
+        next(items)  # the rest of its chunk is not handed out after the close
+    with pytest.raises(ValueError):
+        l.append(lambda: 0)
+
+
+def test_a_close_that_fails_keeps_the_entries_for_the_next_close(home):
+    # A full disk (a file-size limit) makes close() fail; the store stays open with its
+    # entries, and a close() once there is room again flushes them all.
+    done = run_python(
+        """
+        import os, resource, signal
+        from pyspeedup.memory import DiskDict
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        d = DiskDict("full")
+        d[0] = "first"
+        d.flush()
+        for i in range(1, 20000):
+            d[i] = "x" * 50
+        # No room to grow the file: the close's flush cannot write its pages.
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(d.path), hard))
+        try:
+            d.close()
+            raise SystemExit("close() succeeded on a full disk")
+        except OSError:
+            pass
+        assert not d.closed, "a failed close released the store"
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        d.close()
+        with DiskDict("full") as again:
+            assert len(again) == 20000, len(again)
+        print("ok")
+        """
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
+
+
 def test_threads_share_one_dict(home):
     d = DiskDict("threads", size_limit=64, max_pages=4)
     errors = []
