@@ -54,6 +54,7 @@ impl Ending {
     }
 
     /// Records that the producer was stopped from outside, unless it ended already.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn stopped(&self) {
         let _ = self.how.compare_exchange(RUNNING, STOPPED, Ordering::AcqRel, Ordering::Acquire);
     }
