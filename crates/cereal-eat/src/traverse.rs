@@ -41,8 +41,11 @@ pub fn par_for_each<T: Send>(
 /// memory stays bounded by `concurrency` whatever `n` is.
 ///
 /// The tasks belong to the returned handle: aborting it (or a panic, in `f(i)` or in a
-/// task) aborts the tasks still running, and the panic is resumed when the handle is
-/// awaited (the handle gives the `JoinError`), as a panicking task's own handle does.
+/// task) starts no further task and cancels the running ones at their next `.await` (as
+/// tokio's abort does: a poll in progress is not interrupted), and the panic is resumed when
+/// the handle is awaited (the handle gives the `JoinError`), as a panicking task's own
+/// handle does. The coordinator yields to the runtime as tokio's cooperative budget asks,
+/// so a huge `n` neither starves a current-thread runtime nor delays an abort.
 ///
 /// Must be called within a tokio runtime.
 #[cfg(feature = "tokio")]
@@ -60,6 +63,9 @@ where
                 finished(running.join_next().await);
             }
             running.spawn(f(i));
+            // With room for every task it never awaits otherwise: give the runtime (and an
+            // abort) its turn whenever the cooperative budget runs out.
+            tokio::task::coop::consume_budget().await;
         }
         while let Some(outcome) = running.join_next().await {
             finished(Some(outcome));
@@ -135,6 +141,30 @@ mod tests {
         assert!(after_abort < 1_000, "{after_abort} tasks started in 100 ms at concurrency 2");
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(started.load(Ordering::SeqCst), after_abort, "nothing runs after the abort");
+    }
+
+    /// With room for every task (concurrency >= n) the coordinator still yields: on a
+    /// current-thread runtime the caller's own timer fires, and an abort lands (it once
+    /// spawned all 2^40 tasks without yielding: a hang, memory growing).
+    #[test]
+    fn an_unlimited_huge_spawn_yields_and_can_be_aborted() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let s = Arc::clone(&started);
+        let current_thread = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        speedup_test_support::within(30, move || {
+            current_thread.block_on(async move {
+                let all = spawn_each(1 << 40, usize::MAX, move |_| {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    async {}
+                });
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                all.abort();
+                assert!(all.await.unwrap_err().is_cancelled());
+            });
+        });
+        let after = started.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(started.load(Ordering::SeqCst), after, "nothing starts after the abort");
     }
 
     #[test]

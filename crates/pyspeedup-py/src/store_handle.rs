@@ -127,10 +127,16 @@ impl<S: PagedStore> StoreHandle<S> {
 
 impl<S: PagedStore> Drop for StoreHandle<S> {
     fn drop(&mut self) {
-        // Flushes in speedup-paged's close; the GIL is not needed for that, and an error
-        // has nobody to go to here (speedup-paged logs it through `tracing`).
-        if let Some(store) = self.store.get_mut().take() {
-            let _ = store.close();
+        // Flushes in speedup-paged's close; the GIL is not needed for that. The error has
+        // no caller to go to, and Python may be finalizing (no warning can be raised), so
+        // it goes to stderr: a lost flush must not be silent.
+        if let Some(store) = self.store.get_mut().take()
+            && let Err(error) = store.close()
+        {
+            eprintln!(
+                "pyspeedup: {} was dropped without close() and its flush failed, entries written since its last flush are lost: {error}",
+                self.path
+            );
         }
     }
 }

@@ -245,6 +245,8 @@ def test_a_closed_store_raises_value_error_first_everywhere(home):
         d.get([1])
     with pytest.raises(ValueError):
         d[1] = lambda: 0  # unpicklable value
+    with pytest.raises(ValueError):
+        d.update({})  # nothing to add: still a closed store
     l = DiskList("closed_list")
     l.extend(range(1000))
     items = iter(l)
@@ -286,6 +288,26 @@ def test_a_close_that_fails_keeps_the_entries_for_the_next_close(home):
         """
     )
     assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_store_dropped_unclosed_on_a_full_disk_says_so(home):
+    done = run_python(
+        """
+        import gc, os, resource, signal
+        from pyspeedup.memory import DiskDict
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        d = DiskDict("dropped")
+        d[0] = 0
+        d.flush()
+        for i in range(1, 3000):
+            d[i] = "x" * 50
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(d.path), hard))
+        del d
+        gc.collect()
+        """
+    )
+    assert "flush failed" in done.stderr and "lost" in done.stderr, done.stderr
 
 
 def test_threads_share_one_dict(home):

@@ -11,6 +11,11 @@ use crate::producer::{Ending, ProducerThread};
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Where a [`WindowBuffer`] puts items that leave its window.
+///
+/// Its calls never run under the window's lock: a store that blocks or panics in `spill`
+/// blocks neither readers of the window nor the buffer's drop, and a panic is reported as
+/// [`Error::Spill`]. `spill` and `fetch` share the store, though: while `spill` blocks,
+/// reads of items already in the store wait for it (and so does the producer).
 pub trait Spill<T>: Send {
     /// Stores item `index` (items arrive in order, from 0).
     ///
@@ -187,8 +192,21 @@ fn produce<T: Clone, I: Iterator<Item = T>>(shared: &Shared<T>, iter: I, window:
     let span = tracing::debug_span!("speedup_buffer::window_producer", window);
     let _entered = span.enter();
     tracing::debug!("speedup-buffer: producer starts");
-    let produced = produce_items(shared, iter, window);
-    tracing::debug!(produced, "speedup-buffer: producer ends");
+    // The iterator's panics are caught around `next()`; this catches the rest of the user
+    // code the loop runs (`T::clone` of an item leaving the window), so that no panic can
+    // end the producer without telling the readers.
+    match catch_unwind(AssertUnwindSafe(|| produce_items(shared, iter, window))) {
+        Ok(produced) => tracing::debug!(produced, "speedup-buffer: producer ends"),
+        Err(payload) => {
+            shared.ending.record(Err(payload));
+            let mut state = shared.lock();
+            state.done = true;
+            state.busy = false;
+            drop(state);
+            shared.changed.notify_all();
+            tracing::debug!("speedup-buffer: producer ends (panicked)");
+        }
+    }
 }
 
 /// The window producer's loop; returns how many items it produced.

@@ -142,3 +142,38 @@ fn a_blocking_spill_store_blocks_neither_readers_nor_drop() {
     });
     blocked.store(false, Ordering::SeqCst); // the detached producer finishes and exits
 }
+
+/// A `T::clone` that panics on the producer thread (the window keeps a copy of an item being
+/// spilled) ends the producer with `ProducerPanicked` for readers, not a hang.
+#[test]
+fn a_clone_that_panics_on_the_producer_is_reported_not_a_hang() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    #[derive(Debug, PartialEq)]
+    struct Touchy(u64);
+    impl Clone for Touchy {
+        fn clone(&self) -> Self {
+            assert!(!(self.0 == 3 && ARMED.load(Ordering::SeqCst)), "clone of 3");
+            Touchy(self.0)
+        }
+    }
+    struct Keep(Vec<Touchy>);
+    impl Spill<Touchy> for Keep {
+        fn spill(&mut self, _: usize, item: Touchy) -> Result<(), BoxError> {
+            self.0.push(item);
+            Ok(())
+        }
+        fn fetch(&self, index: usize) -> Result<Option<Touchy>, BoxError> {
+            Ok(self.0.get(index).map(|t| Touchy(t.0)))
+        }
+    }
+    ARMED.store(true, Ordering::SeqCst);
+    speedup_test_support::within(30, || {
+        let b = Buffer::builder().lookahead(1).window(2).spill(Keep(Vec::new())).build((0u64..).map(Touchy));
+        let read = b.get(20);
+        assert!(
+            matches!(&read, Err(Error::ProducerPanicked { message, .. }) if message.contains("clone of 3")),
+            "{read:?}"
+        );
+    });
+}

@@ -35,8 +35,15 @@ def _close_all():
     for store in list(_open_stores.values()):
         try:
             store.close()
-        except Exception:  # noqa: BLE001 - nothing can be reported at exit
-            pass
+        except Exception as error:  # noqa: BLE001 - report every store, then go on
+            # Not silent: the entries written since the last flush are lost.
+            import sys
+
+            print(
+                f"pyspeedup: closing {store.path} at exit failed, entries written since its "
+                f"last flush are lost: {error}",
+                file=sys.stderr,
+            )
 
 
 _MISSING = object()
@@ -78,6 +85,12 @@ class DiskDict(_native.DiskDict, MutableMapping):
     def items(self):
         """A view of the (key, value) pairs."""
         return _Items(self)
+
+    def update(self, *args, **kwargs):
+        """As ``dict.update``; ``ValueError`` on a closed store even with nothing to add."""
+        if self.closed:
+            raise ValueError("operation on a closed store")
+        MutableMapping.update(self, *args, **kwargs)
 
     def values(self):
         """A view of the values."""
