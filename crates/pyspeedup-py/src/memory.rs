@@ -96,7 +96,7 @@ impl DiskDict {
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         let Ok(k) = codec::to_bytes(key, Role::Key) else {
-            self.store.check_open(key.py())?;
+            self.store.check_open()?;
             return Ok(false); // an unhashable object is in no dict
         };
         self.with(key.py(), move |s| s.contains_key(&k))
@@ -144,13 +144,13 @@ impl DiskDict {
 
     /// Whether `close()` was called.
     #[getter]
-    fn closed(&self, py: Python<'_>) -> bool {
-        self.store.is_closed(py)
+    fn closed(&self) -> bool {
+        self.store.is_closed()
     }
 
     /// `ValueError` on a closed store, as `with` on a closed file.
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        slf.get().store.check_open(slf.py())?;
+        slf.get().store.check_open()?;
         Ok(slf)
     }
 
@@ -183,7 +183,7 @@ impl KeyIter {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.dict.get().store.check_open(py)?;
+        self.dict.get().store.check_open()?;
         let next = self.keys.lock().next();
         next.map(|k| codec::decode(py, &k)).transpose()
     }
@@ -362,13 +362,13 @@ impl DiskList {
 
     /// Whether `close()` was called.
     #[getter]
-    fn closed(&self, py: Python<'_>) -> bool {
-        self.store.is_closed(py)
+    fn closed(&self) -> bool {
+        self.store.is_closed()
     }
 
     /// `ValueError` on a closed store, as `with` on a closed file.
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        slf.get().store.check_open(slf.py())?;
+        slf.get().store.check_open()?;
         Ok(slf)
     }
 
@@ -408,7 +408,7 @@ impl ListIter {
             ));
         };
         // Items of a chunk read before a `close()` are not handed out after it.
-        self.list.get().store.check_open(py)?;
+        self.list.get().store.check_open()?;
         if let Some(item) = state.1.next() {
             return codec::decode(py, &item).map(Some);
         }

@@ -7,6 +7,8 @@
 //! disk I/O never blocks the interpreter, and a thread waiting for the store never holds
 //! the GIL that the I/O thread needs to return. No Python code runs while it is held.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 
@@ -49,6 +51,9 @@ paged_store!(speedup_paged::DiskList<Vec<u8>>);
 /// A store until `close()`; `None` after it.
 pub(crate) struct StoreHandle<S: PagedStore> {
     store: Mutex<Option<S>>,
+    /// Set once `close()` released the store: iterators check it on every item, which must
+    /// cost a load, not a GIL release and a lock.
+    closed: AtomicBool,
     path: String,
 }
 
@@ -70,7 +75,7 @@ impl<S: PagedStore> StoreHandle<S> {
         let store = py.detach(|| S::open_with(name, &opts)).map_err(errors::store)?;
         let path = store.path().display().to_string();
         errors::warn_fallback(py, &path, store.header_fallback())?;
-        Ok(StoreHandle { store: Mutex::new(Some(store)), path })
+        Ok(StoreHandle { store: Mutex::new(Some(store)), closed: AtomicBool::new(false), path })
     }
 
     /// The store file's path, as opened.
@@ -100,28 +105,29 @@ impl<S: PagedStore> StoreHandle<S> {
             let mut guard = self.store.lock();
             let Some(store) = guard.as_mut() else { return Ok(()) };
             store.flush()?;
+            self.closed.store(true, Ordering::Release);
             guard.take().map_or(Ok(()), S::close)
         });
         closed.map_err(errors::store)
     }
 
     /// Whether `close()` was called.
-    pub(crate) fn is_closed(&self, py: Python<'_>) -> bool {
-        py.detach(|| self.store.lock().is_none())
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// `obj` as bytes for the store; when it cannot be encoded, a closed store's
     /// `ValueError` comes first (as for a closed file), then the encoding's own error.
     pub(crate) fn encoded(&self, obj: &Bound<'_, PyAny>, role: Role) -> PyResult<Vec<u8>> {
         codec::to_bytes(obj, role).or_else(|error| {
-            self.check_open(obj.py())?;
+            self.check_open()?;
             Err(error)
         })
     }
 
     /// `ValueError` once `close()` was called, as for a closed file.
-    pub(crate) fn check_open(&self, py: Python<'_>) -> PyResult<()> {
-        if self.is_closed(py) { Err(errors::closed()) } else { Ok(()) }
+    pub(crate) fn check_open(&self) -> PyResult<()> {
+        if self.is_closed() { Err(errors::closed()) } else { Ok(()) }
     }
 }
 
