@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::engine;
 use crate::error::Error;
 use crate::gate::Gate;
 use crate::halt::{self, Halt, NonDecreasing, Step};
@@ -17,9 +17,6 @@ pub const DEFAULT_LOOKAHEAD: usize = 16;
 /// How long dropping a [`Buffer`] waits for a producer that is inside its iterator's
 /// `next()` before leaving it to finish on its own (see `Drop for Buffer`).
 pub const DROP_GRACE: std::time::Duration = std::time::Duration::from_millis(50);
-/// Items the producer publishes at most at once while no reader waits.
-const BATCH: usize = 64;
-
 pub(crate) struct Shared<T> {
     pub(crate) items: Store<T>,
     pub(crate) gate: Gate,
@@ -213,7 +210,7 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
             let shared = Arc::clone(&shared);
             let prefix = Prefix { shared: Arc::clone(&shared) };
             ProducerThread::spawn("speedup-buffer", move || {
-                produce(&shared, move || make(prefix).into_iter())
+                engine::produce(&shared.gate, move || make(prefix).into_iter(), shared.items.writer())
             })
         };
         Buffer {
@@ -225,71 +222,6 @@ impl<T: Send + Sync + 'static, H: Halt<T> + 'static> BufferBuilder<T, H> {
             producer,
         }
     }
-}
-
-/// The producer thread: pull items while there is demand, publish them in batches while
-/// no reader waits, and each one at once while a reader does.
-///
-/// Batches save a swap of the shared `published` counter per item (the hand-off
-/// benchmark's speed). They never hold an item back from a reader that waits for it: a
-/// waiting reader spins briefly on `published`, then registers before it parks, and from
-/// then on the producer publishes each item as soon as it is stored (one read-modify-write
-/// per item tells it; see `Gate::wait_for` and `Gate::before_next`).
-/// So a producer that takes 50 ms per item, or a channel that stops sending, delays
-/// nothing that was already produced.
-fn produce<T, I: Iterator<Item = T>>(shared: &Shared<T>, make: impl FnOnce() -> I) {
-    let gate = &shared.gate;
-    let span = tracing::debug_span!("speedup_buffer::producer");
-    let _entered = span.enter();
-    tracing::debug!("speedup-buffer: producer starts");
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut writer = shared.items.writer();
-        // Making the iterator is user code too (`build_with_prefix`'s closure may block):
-        // busy while it runs, so that a drop meanwhile detaches instead of joining.
-        if gate.before_next().is_none() {
-            return;
-        }
-        let mut iter = make();
-        let mut produced = 0;
-        loop {
-            gate.idle();
-            let Some(wanted) = gate.demand_after(produced) else { return };
-            let batch_end = wanted.min(produced.saturating_add(BATCH));
-            let mut published = produced;
-            while produced < batch_end {
-                let Some(waiting) = gate.before_next() else {
-                    gate.publish(produced);
-                    return;
-                };
-                if waiting && published < produced {
-                    gate.publish(produced);
-                    published = produced;
-                }
-                let Some(item) = iter.next() else {
-                    gate.publish(produced);
-                    return;
-                };
-                if gate.stopping() {
-                    return; // dropped meanwhile: nobody reads this item
-                }
-                writer.push(item);
-                produced += 1;
-            }
-            gate.publish(produced);
-        }
-    }));
-    gate.idle(); // the iterator is gone: nothing to wait for in `Drop`
-    tracing::debug!(
-        produced = shared.items.len(),
-        panicked = outcome.is_err(),
-        stopped = gate.stopping(),
-        "speedup-buffer: producer ends"
-    );
-    if outcome.is_err() {
-        // Items of the interrupted batch were produced before the panic: publish them.
-        gate.publish(shared.items.len());
-    }
-    gate.finish(outcome);
 }
 
 impl<T: PartialOrd + Send + Sync + 'static> Buffer<T> {
@@ -549,8 +481,7 @@ impl<T> Drop for Buffer<T> {
     /// thread is detached, finishes that `next()` on its own, stores nothing more and
     /// exits, dropping the iterator and the items then.
     fn drop(&mut self) {
-        let busy = self.shared.gate.stop();
-        self.producer.join_or_detach(busy);
+        self.producer.stop(&self.shared.gate);
     }
 }
 

@@ -111,6 +111,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod buffer;
+mod engine;
 mod error;
 mod gate;
 pub mod halt;

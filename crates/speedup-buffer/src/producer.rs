@@ -4,11 +4,14 @@
 //! - [`Ending`]: how the producer ended, and its panic message, the one owner of both;
 //!   readers turn it into `Ok(None)` or [`Error::ProducerPanicked`];
 //! - [`ProducerThread`]: a producer thread's life: spawned with a name, and at the buffer's
-//!   drop joined, or detached when it is stuck inside its iterator's `next()`.
+//!   drop stopped through its gate and joined, or detached when it is stuck inside user
+//!   code (its iterator's `next()`, a spill store). Its loop is the engine's
+//!   ([`engine::produce`](crate::engine::produce)).
 
 use std::any::Any;
 
 use crate::error::Error;
+use crate::gate::Gate;
 use crate::sync::{AtomicU8, Mutex, Ordering, thread};
 
 /// The producer is still producing.
@@ -97,12 +100,14 @@ impl ProducerThread {
         ProducerThread(Some(handle))
     }
 
-    /// Waits for a producer that was told to stop. One inside its iterator's `next()`
-    /// (`busy`) is waited for [`DROP_GRACE`](crate::DROP_GRACE) at most: that call may
-    /// never return (a channel nobody sends to), so after the grace the thread is detached.
-    /// It finishes that `next()` on its own, stores nothing more and exits.
-    pub(crate) fn join_or_detach(&mut self, busy: bool) {
+    /// Stops the producer at its buffer's drop: tells it through `gate`, then waits for it.
+    /// One inside user code (its iterator's `next()`, or the sink's spill store) is waited
+    /// for [`DROP_GRACE`](crate::DROP_GRACE) at most: that call may never return (a channel
+    /// nobody sends to), so after the grace the thread is detached. It finishes that call on
+    /// its own, stores nothing more and exits.
+    pub(crate) fn stop(&mut self, gate: &Gate) {
         let Some(producer) = self.0.take() else { return };
+        let busy = gate.stop();
         #[cfg(not(speedup_loom))]
         if busy {
             let deadline = std::time::Instant::now() + crate::DROP_GRACE;

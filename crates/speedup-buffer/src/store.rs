@@ -143,6 +143,16 @@ impl<T> Writer<'_, T> {
     }
 }
 
+impl<T> crate::engine::Sink<T> for Writer<'_, T> {
+    fn push(&mut self, item: T) {
+        Writer::push(self, item);
+    }
+
+    fn stored(&self) -> usize {
+        self.store.len()
+    }
+}
+
 impl<'s, T> Cursor<'s, T> {
     /// Item `index`, if written; loads `written` only when `index` is past what this
     /// cursor has seen.

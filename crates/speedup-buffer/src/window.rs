@@ -6,9 +6,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::engine::{self, Sink};
 use crate::error::{BoxError, Error, SpillError};
-use crate::producer::{Ending, ProducerThread};
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard};
+use crate::gate::Gate;
+use crate::producer::ProducerThread;
+use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 
 /// Where a [`WindowBuffer`] puts items that leave its window.
 ///
@@ -51,13 +53,6 @@ struct State<T> {
     items: VecDeque<T>,
     /// Index of `items[0]`.
     first: usize,
-    wanted: usize,
-    /// The producer ended: the sequence did, or it panicked (`Shared::ending` says which).
-    done: bool,
-    stop: bool,
-    /// The producer is inside user code that may never return: its iterator's `next()`, or
-    /// the spill store's `spill`.
-    busy: bool,
     /// Items that left the window and are being handed to the spill store (copies, for
     /// readers meanwhile), oldest first. An item leaves this list only once the store has
     /// it or its failure is recorded in `spill_failed`.
@@ -68,18 +63,27 @@ struct State<T> {
 }
 
 struct Shared<T> {
+    /// Demand, publication, parking and the producer's end: the engine's protocol, as in
+    /// [`Buffer`](crate::Buffer).
+    gate: Gate,
+    /// The window, and the items on their way to the spill store. Readers and the producer
+    /// take it for one item at a time; no user code runs under it but `T::clone`.
     state: Mutex<State<T>>,
-    changed: Condvar,
+    /// Items the producer has put in the window so far (raised with `Release` after each,
+    /// under `state`): the count the gate's waiting readers look at.
+    stored: AtomicUsize,
     /// The spill store, behind a lock of its own: its calls are user code (they may block
-    /// or panic), so they never run under `state`'s lock, which readers and drop need.
+    /// or panic), so they never run under `state`'s lock, which readers need.
     spill: Option<Mutex<Box<dyn Spill<T>>>>,
-    /// How the producer ended (`State::done` says that it did).
-    ending: Ending,
 }
 
 impl<T> Shared<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock()
+    }
+
+    fn stored(&self) -> usize {
+        self.stored.load(Ordering::Acquire)
     }
 }
 
@@ -115,24 +119,26 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
         let lookahead = lookahead.max(1);
         let window = window.max(lookahead.saturating_add(1));
         let shared = Arc::new(Shared {
+            gate: Gate::new(lookahead),
             state: Mutex::new(State {
                 // Grows as items come: a huge window must not reserve its memory up front.
                 items: VecDeque::with_capacity(window.min(1024)),
                 first: 0,
-                wanted: lookahead,
-                done: false,
-                stop: false,
-                busy: false,
                 spilling: VecDeque::new(),
                 spill_failed: None,
             }),
-            changed: Condvar::new(),
+            stored: AtomicUsize::new(0),
             spill: spill.map(Mutex::new),
-            ending: Ending::new(),
         });
         let producer = {
             let shared = Arc::clone(&shared);
-            ProducerThread::spawn("speedup-buffer-window", move || produce(&shared, iter, window))
+            ProducerThread::spawn("speedup-buffer-window", move || {
+                engine::produce(
+                    &shared.gate,
+                    move || iter,
+                    WindowSink { shared: &shared, window, to_spill: Vec::new() },
+                )
+            })
         };
         WindowBuffer { shared, lookahead, producer }
     }
@@ -144,139 +150,108 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
     ///
     /// [`Error::Evicted`], [`Error::Spill`], [`Error::ProducerPanicked`].
     pub fn get(&self, index: usize) -> Result<Option<T>, Error> {
-        let mut state = self.shared.lock();
+        let shared = &*self.shared;
         // Saturating: an index near `usize::MAX` asks for everything, it does not wrap.
-        let wanted = index.saturating_add(1).saturating_add(self.lookahead);
-        if state.wanted < wanted {
-            state.wanted = wanted;
-            self.shared.changed.notify_all();
+        shared.gate.want(index.saturating_add(1).saturating_add(self.lookahead));
+        if index >= shared.stored() {
+            // Returns once the item is stored or the producer ended.
+            shared.gate.wait_for(index, || shared.stored());
         }
-        loop {
-            if index < state.first {
-                if let Some((failed, source)) = &state.spill_failed
-                    && index >= *failed
-                {
-                    return Err(Error::Spill { index, source: source.clone() });
-                }
-                if let Some((_, item)) = state.spilling.iter().find(|(i, _)| *i == index) {
-                    return Ok(Some(item.clone()));
-                }
-                let Some(spill) = &self.shared.spill else {
-                    return Err(Error::Evicted { index, oldest: state.first });
-                };
-                // Not being spilled and not failed: the store has it. Ask it without the
-                // state lock (the call is user code).
-                drop(state);
-                let store = spill.lock();
-                let fetched = catch_unwind(AssertUnwindSafe(|| store.fetch(index)));
-                let failed = |source: BoxError| Err(Error::Spill { index, source: source.into() });
-                return match fetched {
-                    Ok(Ok(Some(item))) => Ok(Some(item)),
-                    Ok(Ok(None)) => failed("the spill store does not have it".into()),
-                    Ok(Err(error)) => failed(error),
-                    Err(payload) => failed(panicked(&*payload)),
-                };
-            }
-            if let Some(item) = state.items.get(index - state.first) {
-                return Ok(Some(item.clone()));
-            }
-            if state.done {
-                return self.shared.ending.error(index).map_or(Ok(None), Err);
-            }
-            state = self.shared.changed.wait(state);
+        let state = shared.lock();
+        if index < state.first {
+            return self.get_evicted(index, state);
+        }
+        if let Some(item) = state.items.get(index - state.first) {
+            return Ok(Some(item.clone()));
+        }
+        drop(state);
+        // Not stored, so the producer ended: the sequence's end, or a panic.
+        shared.gate.ending().error(index).map_or(Ok(None), Err)
+    }
+
+    /// Item `index`, which left the window: from the spill list or the spill store.
+    fn get_evicted(&self, index: usize, state: MutexGuard<'_, State<T>>) -> Result<Option<T>, Error> {
+        if let Some((failed, source)) = &state.spill_failed
+            && index >= *failed
+        {
+            return Err(Error::Spill { index, source: source.clone() });
+        }
+        if let Some((_, item)) = state.spilling.iter().find(|(i, _)| *i == index) {
+            return Ok(Some(item.clone()));
+        }
+        let Some(spill) = &self.shared.spill else {
+            return Err(Error::Evicted { index, oldest: state.first });
+        };
+        // Not being spilled and not failed: the store has it. Ask it without the state
+        // lock (the call is user code).
+        drop(state);
+        let store = spill.lock();
+        let fetched = catch_unwind(AssertUnwindSafe(|| store.fetch(index)));
+        let failed = |source: BoxError| Err(Error::Spill { index, source: source.into() });
+        match fetched {
+            Ok(Ok(Some(item))) => Ok(Some(item)),
+            Ok(Ok(None)) => failed("the spill store does not have it".into()),
+            Ok(Err(error)) => failed(error),
+            Err(payload) => failed(panicked(&*payload)),
         }
     }
 }
 
-fn produce<T: Clone, I: Iterator<Item = T>>(shared: &Shared<T>, iter: I, window: usize) {
-    let span = tracing::debug_span!("speedup_buffer::window_producer", window);
-    let _entered = span.enter();
-    tracing::debug!("speedup-buffer: producer starts");
-    // The iterator's panics are caught around `next()`; this catches the rest of the user
-    // code the loop runs (`T::clone` of an item leaving the window), so that no panic can
-    // end the producer without telling the readers.
-    match catch_unwind(AssertUnwindSafe(|| produce_items(shared, iter, window))) {
-        Ok(produced) => tracing::debug!(produced, "speedup-buffer: producer ends"),
-        Err(payload) => {
-            shared.ending.record(Err(payload));
-            let mut state = shared.lock();
-            state.done = true;
-            state.busy = false;
-            drop(state);
-            shared.changed.notify_all();
-            tracing::debug!("speedup-buffer: producer ends (panicked)");
-        }
-    }
+/// The window as the engine's sink: keeps the last `window` items, and hands the ones that
+/// leave it to the spill store.
+struct WindowSink<'a, T> {
+    shared: &'a Shared<T>,
+    window: usize,
+    /// Items that left the window at the last push, for [`Sink::settle`] to spill.
+    to_spill: Vec<(usize, T)>,
 }
 
-/// The window producer's loop; returns how many items it produced.
-fn produce_items<T: Clone, I: Iterator<Item = T>>(shared: &Shared<T>, mut iter: I, window: usize) -> usize {
-    let mut produced = 0;
-    loop {
+impl<T: Clone> Sink<T> for WindowSink<'_, T> {
+    fn push(&mut self, item: T) {
+        let shared = self.shared;
         {
             let mut state = shared.lock();
-            if produced >= state.wanted && !state.stop {
-                tracing::debug!(produced, "speedup-buffer: producer parks (lookahead reached)");
-            }
-            while produced >= state.wanted && !state.stop {
-                state = shared.changed.wait(state);
-            }
-            if state.stop {
-                return produced;
-            }
-            state.busy = true;
-        }
-        // The iterator runs without the lock: readers of cached items are never blocked.
-        let next = catch_unwind(AssertUnwindSafe(|| iter.next()));
-        let mut state = shared.lock();
-        state.busy = false;
-        if state.stop {
-            return produced; // dropped meanwhile: nobody reads this item
-        }
-        let mut to_spill = Vec::new();
-        match next {
-            Ok(Some(item)) => {
-                state.items.push_back(item);
-                produced += 1;
-                while state.items.len() > window {
-                    let Some(old) = state.items.pop_front() else { break };
-                    let index = state.first;
-                    state.first += 1;
-                    // After a failure the store is out of order: later items are lost too.
-                    if shared.spill.is_some() && state.spill_failed.is_none() {
-                        state.spilling.push_back((index, old.clone()));
-                        to_spill.push((index, old));
-                    }
+            state.items.push_back(item);
+            while state.items.len() > self.window {
+                let index = state.first;
+                // After a failure the store is out of order: later items are lost too.
+                let keep = shared.spill.is_some() && state.spill_failed.is_none();
+                // Cloned before anything moves: a panicking `T::clone` (which ends the
+                // producer) leaves the item in the window, readable.
+                let copy = match (keep, state.items.front()) {
+                    (true, Some(oldest)) => Some(oldest.clone()),
+                    _ => None,
+                };
+                let Some(oldest) = state.items.pop_front() else { break };
+                state.first += 1;
+                if let Some(copy) = copy {
+                    state.spilling.push_back((index, copy));
+                    self.to_spill.push((index, oldest));
                 }
             }
-            Ok(None) => {
-                shared.ending.record(Ok(()));
-                state.done = true;
-            }
-            Err(payload) => {
-                shared.ending.record(Err(payload));
-                state.done = true;
-            }
+            shared.stored.store(state.first + state.items.len(), Ordering::Release);
         }
-        let finished = state.done;
-        state.busy = !to_spill.is_empty();
-        drop(state);
-        shared.changed.notify_all();
-        if !to_spill.is_empty() && !spill_outside_the_lock(shared, to_spill) {
-            return produced; // dropped meanwhile
-        }
-        if finished {
-            return produced;
-        }
+    }
+
+    fn stored(&self) -> usize {
+        self.shared.stored.load(Ordering::Relaxed) // only this producer writes it
+    }
+
+    fn unsettled(&self) -> bool {
+        !self.to_spill.is_empty()
+    }
+
+    fn settle(&mut self) {
+        spill_outside_the_lock(self.shared, std::mem::take(&mut self.to_spill));
     }
 }
 
 /// Hands `items` to the spill store, under the store's own lock only (a store that blocks
-/// blocks neither readers of the window nor the buffer's drop), then takes them off the
-/// `spilling` list, recording the first failure (an error or a panic of the store). Returns
-/// false if the buffer was dropped meanwhile.
-fn spill_outside_the_lock<T>(shared: &Shared<T>, items: Vec<(usize, T)>) -> bool {
-    let Some(spill) = &shared.spill else { return true };
+/// blocks neither readers of the window nor the buffer's drop, which detaches a producer
+/// stuck here as one stuck in `next()`), then takes them off the `spilling` list, recording
+/// the first failure (an error or a panic of the store).
+fn spill_outside_the_lock<T>(shared: &Shared<T>, items: Vec<(usize, T)>) {
+    let Some(spill) = &shared.spill else { return };
     let last = items.last().map(|(index, _)| *index);
     let mut failure = None;
     {
@@ -293,17 +268,12 @@ fn spill_outside_the_lock<T>(shared: &Shared<T>, items: Vec<(usize, T)>) -> bool
         }
     }
     let mut state = shared.lock();
-    state.busy = false;
     while state.spilling.front().is_some_and(|(index, _)| Some(*index) <= last) {
         state.spilling.pop_front();
     }
     if state.spill_failed.is_none() {
         state.spill_failed = failure;
     }
-    let stopped = state.stop;
-    drop(state);
-    shared.changed.notify_all();
-    !stopped
 }
 
 /// A panic of the spill store, as the error readers of the lost items get.
@@ -313,16 +283,11 @@ fn panicked(payload: &(dyn std::any::Any + Send)) -> BoxError {
 
 impl<T> Drop for WindowBuffer<T> {
     /// Stops the producer, as [`Buffer`](crate::Buffer)'s drop does: a waiting producer is
-    /// woken and joined, and so is one that leaves its iterator's `next()` within
-    /// [`DROP_GRACE`](crate::DROP_GRACE); one still inside it (which may block for ever) is
-    /// detached: it finishes that call on its own and exits without storing anything more.
+    /// woken and joined, and so is one that leaves user code (its iterator's `next()`, the
+    /// spill store's `spill`) within [`DROP_GRACE`](crate::DROP_GRACE); one still inside it
+    /// (which may block for ever) is detached: it finishes that call on its own and exits
+    /// without storing anything more.
     fn drop(&mut self) {
-        let busy = {
-            let mut state = self.shared.state.lock();
-            state.stop = true;
-            state.busy
-        };
-        self.shared.changed.notify_all();
-        self.producer.join_or_detach(busy);
+        self.producer.stop(&self.shared.gate);
     }
 }

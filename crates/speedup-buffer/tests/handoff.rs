@@ -79,35 +79,99 @@ fn items_sent_through_a_channel_are_readable_before_more_arrive() {
     });
 }
 
-/// Hand-offs one at a time: the reader waits for item `i`, parked or spinning, and the
-/// producer then blocks in `next()` until the reader got it. A lost wake-up is a hang.
+/// Hand-offs one at a time: the reader waits for item `i` (`get(i)` must return it),
+/// parked or spinning, and the producer then blocks in `next()` until the reader got it. A
+/// lost wake-up is a hang.
+fn hand_off_one_at_a_time<B: Send + Sync + 'static>(
+    build: impl FnOnce(Channel) -> B,
+    get: impl Fn(&B, usize) -> u64 + Send + 'static,
+) {
+    let rounds = rounds(2_000);
+    let (tx, items, _dropped) = channel();
+    let (ack_tx, ack_rx) = mpsc::channel::<()>();
+    let b = Arc::new(build(items));
+    let reader = {
+        let b = Arc::clone(&b);
+        std::thread::spawn(move || {
+            for i in 0..rounds {
+                assert_eq!(get(&b, i), i as u64);
+                ack_tx.send(()).unwrap();
+            }
+        })
+    };
+    for i in 0..rounds as u64 {
+        if i % 3 == 0 {
+            std::thread::sleep(Duration::from_micros(200)); // let the reader park
+        }
+        tx.send(i).unwrap();
+        ack_rx.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("item {i} was never seen"));
+    }
+    reader.join().unwrap();
+    drop(tx);
+}
+
 #[test]
 fn every_item_reaches_a_waiting_reader_at_once() {
-    let rounds = rounds(2_000);
-    within(120, move || {
-        let (tx, items, _dropped) = channel();
-        let (ack_tx, ack_rx) = mpsc::channel::<()>();
-        let b = Arc::new(Buffer::builder().lookahead(4).build(items));
-        let reader = {
-            let b = Arc::clone(&b);
-            std::thread::spawn(move || {
-                for i in 0..rounds {
-                    assert_eq!(b.get(i), Some(&(i as u64)));
-                    ack_tx.send(()).unwrap();
+    within(120, || {
+        hand_off_one_at_a_time(
+            |items| Buffer::builder().lookahead(4).build(items),
+            |b, i| *b.get(i).unwrap(),
+        );
+    });
+}
+
+/// The window buffer runs the same engine, with its window as the sink.
+#[test]
+fn every_item_reaches_a_waiting_window_reader_at_once() {
+    within(120, || {
+        hand_off_one_at_a_time(
+            |items| Buffer::builder().lookahead(4).window(8).build(items),
+            |b, i| b.get(i).unwrap().unwrap(),
+        );
+    });
+}
+
+/// Items leaving the window go to the spill store after the item that pushed them out is
+/// published: a reader waiting for it never waits for the store. Here the store does not
+/// take item `i - 2` until the reader has item `i` (which pushed it out of a window of 2):
+/// an item held back until the store returns is a hang.
+#[test]
+fn every_item_reaches_a_waiting_window_reader_while_the_window_spills() {
+    use std::sync::atomic::AtomicUsize;
+    struct WaitsForTheReader {
+        items: Vec<u64>,
+        reader_has: Arc<AtomicUsize>,
+    }
+    impl speedup_buffer::Spill<u64> for WaitsForTheReader {
+        fn spill(&mut self, index: usize, item: u64) -> Result<(), speedup_buffer::BoxError> {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while self.reader_has.load(Ordering::SeqCst) <= index + 2 {
+                if Instant::now() > deadline {
+                    return Err(format!("the reader never got item {}", index + 2).into());
                 }
-            })
-        };
-        for i in 0..rounds as u64 {
-            if i % 3 == 0 {
-                std::thread::sleep(Duration::from_micros(200)); // let the reader park
+                std::thread::yield_now();
             }
-            tx.send(i).unwrap();
-            ack_rx
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("item {i} was never seen"));
+            self.items.push(item);
+            Ok(())
         }
-        reader.join().unwrap();
-        drop(tx);
+        fn fetch(&self, index: usize) -> Result<Option<u64>, speedup_buffer::BoxError> {
+            Ok(self.items.get(index).copied())
+        }
+    }
+    let reader_has = Arc::new(AtomicUsize::new(0));
+    let store = WaitsForTheReader { items: Vec::new(), reader_has: Arc::clone(&reader_has) };
+    within(120, move || {
+        hand_off_one_at_a_time(
+            |items| Buffer::builder().lookahead(1).window(2).spill(store).build(items),
+            move |b, i| {
+                let item = b.get(i).unwrap().unwrap();
+                reader_has.store(i + 1, Ordering::SeqCst);
+                if let Some(old) = i.checked_sub(3) {
+                    assert_eq!(b.get(old), Ok(Some(old as u64)), "spilled items stay readable");
+                }
+                item
+            },
+        );
     });
 }
 

@@ -61,8 +61,8 @@ fn a_stored_item_reaches_a_waiting_reader_before_the_batch_ends() {
     });
 }
 
-/// The window buffer's producer and readers meet on one mutex and condition variable: a
-/// reader waiting for an item is woken when it is stored, and the end is seen.
+/// The window buffer runs the same engine and gate, with its window (a mutex) as the
+/// sink: a reader waiting for an item is woken when it is stored, and the end is seen.
 #[test]
 fn window_a_waiting_reader_gets_every_item_and_the_end() {
     loom::model(|| {
@@ -96,5 +96,40 @@ fn window_two_readers_and_a_drop() {
         assert_eq!(b.get(1), Ok(Some(1)));
         assert_eq!(other.join().unwrap(), Ok(Some(2)));
         drop(b);
+    });
+}
+
+/// An item that pushes an older one out of the window is published before the older one
+/// goes to the spill store (`Sink::settle`): here the store's `spill` of item 0 waits until
+/// the reader has item 2, which pushed it out. Holding item 2 back until the store returns
+/// would deadlock this model.
+#[test]
+fn window_an_item_reaches_its_reader_before_the_spill_store_returns() {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicBool, Ordering};
+    struct WaitsForTheReader {
+        items: Vec<u8>,
+        reader_has_2: Arc<AtomicBool>,
+    }
+    impl speedup_buffer::Spill<u8> for WaitsForTheReader {
+        fn spill(&mut self, _: usize, item: u8) -> Result<(), speedup_buffer::BoxError> {
+            while !self.reader_has_2.load(Ordering::Acquire) {
+                loom::thread::yield_now();
+            }
+            self.items.push(item);
+            Ok(())
+        }
+        fn fetch(&self, index: usize) -> Result<Option<u8>, speedup_buffer::BoxError> {
+            Ok(self.items.get(index).copied())
+        }
+    }
+    loom::model(|| {
+        let reader_has_2 = Arc::new(AtomicBool::new(false));
+        let store = WaitsForTheReader { items: Vec::new(), reader_has_2: Arc::clone(&reader_has_2) };
+        let b = Buffer::builder().lookahead(1).window(2).spill(store).build(0u8..3);
+        assert_eq!(b.get(2), Ok(Some(2)));
+        reader_has_2.store(true, Ordering::Release);
+        assert_eq!(b.get(0), Ok(Some(0)), "from the store");
+        assert_eq!(b.get(3), Ok(None));
     });
 }
