@@ -262,7 +262,8 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::ProducerPanicked`].
+    /// [`Error::ProducerPanicked`]; [`Error::Reentrant`] if the buffer's own iterator asks
+    /// for an item it has not produced yet.
     #[inline]
     pub fn try_get(&self, index: usize) -> Result<Option<&T>, Error> {
         let mut cursor = self.shared.items.cursor();
@@ -283,6 +284,9 @@ impl<T: Send + Sync + 'static> Buffer<T> {
     #[inline(never)]
     fn slow_get(&self, index: usize) -> Result<Option<&T>, Error> {
         let gate = &self.shared.gate;
+        if gate.on_producer() {
+            return Err(Error::Reentrant { index });
+        }
         gate.want(self.demand_for(index));
         gate.wait_for(index, || self.shared.items.len());
         if let Some(item) = self.shared.items.get(index) {

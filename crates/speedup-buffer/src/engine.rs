@@ -58,6 +58,7 @@ where
     let span = tracing::debug_span!("speedup_buffer::producer");
     let _entered = span.enter();
     tracing::debug!("speedup-buffer: producer starts");
+    gate.mark_producer();
     let outcome = catch_unwind(AssertUnwindSafe(|| pull(gate, make, &mut sink)));
     gate.idle(); // the iterator is gone: nothing to wait for in `Drop`
     tracing::debug!(

@@ -95,6 +95,17 @@ pub enum Error {
         /// The first item found out of order.
         index: usize,
     },
+    /// The item was asked for from inside the buffer's own producer (its iterator, or a
+    /// window's spill store) when reading it would wait for that very producer: an item
+    /// not produced yet, or a spilled item while the spill store runs. Without this error
+    /// the call would wait for itself for ever.
+    #[error(
+        "item {index} was asked for from inside the buffer's own producer (its iterator or spill store), which would wait for itself: read only items produced and not spilled (build_with_prefix gives the iterator a Prefix for that)"
+    )]
+    Reentrant {
+        /// The item asked for.
+        index: usize,
+    },
     /// The spill store failed to store or read the item.
     #[error("item {index} could not be read from the spill store: {source}")]
     Spill {
@@ -112,4 +123,14 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic with a non-string payload".into())
+}
+
+/// Drops a caught panic's payload without letting a panic in its `Drop` escape: that
+/// second panic would unwind out of the code that reports the first one (a producer that
+/// never announces its end leaves its readers waiting). A payload whose own `Drop` panics
+/// again is leaked.
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(nested) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(nested);
+    }
 }

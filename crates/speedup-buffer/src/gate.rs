@@ -33,6 +33,12 @@ const WAITER: usize = 4;
 /// no sequence can produce that many items in memory anyway.
 pub(crate) const MAX_COUNT: usize = usize::MAX >> 1;
 
+#[cfg(not(speedup_loom))]
+std::thread_local! {
+    /// The gate whose producer this thread is (its address), if any.
+    static PRODUCING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Keeps a field on cache lines of its own (128 bytes: adjacent-line prefetching).
 #[derive(Debug)]
 #[repr(align(128))]
@@ -67,6 +73,22 @@ impl Gate {
             producer_wake: Condvar::new(),
             readers_wake: Condvar::new(),
         }
+    }
+
+    /// Marks the calling thread as this gate's producer, for [`Gate::on_producer`].
+    pub(crate) fn mark_producer(&self) {
+        #[cfg(not(speedup_loom))]
+        PRODUCING.with(|p| p.set(std::ptr::from_ref(self).addr()));
+    }
+
+    /// Whether the calling thread is this gate's producer (its iterator or sink asks for an
+    /// item): waiting for an item it has not produced would wait for itself. (The gate
+    /// lives as long as its producer runs, so its address is not reused meanwhile.)
+    pub(crate) fn on_producer(&self) -> bool {
+        #[cfg(not(speedup_loom))]
+        return PRODUCING.with(|p| p.get() == std::ptr::from_ref(self).addr());
+        #[cfg(speedup_loom)]
+        false // loom's threads share the OS thread's thread-locals; no model re-enters
     }
 
     /// Items readers may read.

@@ -45,14 +45,18 @@ impl Ending {
     /// Records how the producer's run ended (`Err`: the payload it panicked with) and
     /// returns `FINISHED` or `PANICKED`. The caller announces the end to its readers after.
     pub(crate) fn record(&self, outcome: Result<(), Box<dyn Any + Send>>) -> u8 {
-        let how = match outcome {
-            Ok(()) => FINISHED,
+        let (how, payload) = match outcome {
+            Ok(()) => (FINISHED, None),
             Err(payload) => {
                 *self.message.lock() = Some(crate::error::panic_message(&*payload));
-                PANICKED
+                (PANICKED, Some(payload))
             }
         };
         self.how.store(how, Ordering::Release);
+        // After the end is recorded: the payload's `Drop` is user code, and may panic.
+        if let Some(payload) = payload {
+            crate::error::drop_payload(payload);
+        }
         how
     }
 

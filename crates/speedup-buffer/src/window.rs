@@ -17,7 +17,9 @@ use crate::sync::{Arc, AtomicUsize, Mutex, MutexGuard, Ordering};
 /// Its calls never run under the window's lock: a store that blocks or panics in `spill`
 /// blocks neither readers of the window nor the buffer's drop, and a panic is reported as
 /// [`Error::Spill`]. `spill` and `fetch` share the store, though: while `spill` blocks,
-/// reads of items already in the store wait for it (and so does the producer).
+/// reads of items already in the store wait for it (and so does the producer). A store
+/// that reads its own buffer's spilled items from inside `spill` or `fetch` gets
+/// [`Error::Reentrant`] (the read would wait for the store's own call to end).
 pub trait Spill<T>: Send {
     /// Stores item `index` (items arrive in order, from 0).
     ///
@@ -67,14 +69,47 @@ struct Shared<T> {
     /// [`Buffer`](crate::Buffer).
     gate: Gate,
     /// The window, and the items on their way to the spill store. Readers and the producer
-    /// take it for one item at a time; no user code runs under it but `T::clone`.
+    /// take it for one item at a time; no user code runs under it but `T::clone` (items
+    /// leaving the window are dropped after it is released).
     state: Mutex<State<T>>,
     /// Items the producer has put in the window so far (raised with `Release` after each,
     /// under `state`): the count the gate's waiting readers look at.
     stored: AtomicUsize,
     /// The spill store, behind a lock of its own: its calls are user code (they may block
     /// or panic), so they never run under `state`'s lock, which readers need.
-    spill: Option<Mutex<Box<dyn Spill<T>>>>,
+    spill: Option<SpillStore<T>>,
+}
+
+/// The spill store, called one call at a time, panics caught, and refusing a call from a
+/// thread already inside it (a store that reads its own buffer's spilled items from
+/// `spill` or `fetch` would wait for its own lock for ever).
+struct SpillStore<T> {
+    store: Mutex<Box<dyn Spill<T>>>,
+}
+
+#[cfg(not(speedup_loom))]
+std::thread_local! {
+    /// The spill store this thread is inside (its address), if any.
+    static INSIDE_STORE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl<T> SpillStore<T> {
+    /// Runs `call` on the store; `None` if this thread is inside this store already.
+    fn call<R>(&self, call: impl FnOnce(&mut dyn Spill<T>) -> R) -> Option<std::thread::Result<R>> {
+        #[cfg(not(speedup_loom))]
+        let me = std::ptr::from_ref(self).addr();
+        #[cfg(not(speedup_loom))]
+        if INSIDE_STORE.with(std::cell::Cell::get) == me {
+            return None;
+        }
+        let mut store = self.store.lock();
+        #[cfg(not(speedup_loom))]
+        let outer = INSIDE_STORE.with(|inside| inside.replace(me));
+        let result = catch_unwind(AssertUnwindSafe(|| call(&mut **store)));
+        #[cfg(not(speedup_loom))]
+        INSIDE_STORE.with(|inside| inside.set(outer));
+        Some(result)
+    }
 }
 
 impl<T> Shared<T> {
@@ -89,6 +124,10 @@ impl<T> Shared<T> {
 
 /// A bounded read-ahead buffer: the producer runs `lookahead` items ahead of the furthest
 /// item asked for, and only the last `window` items stay in memory. `get` returns clones.
+///
+/// `T::clone` runs under the window's lock (readers and the producer copy items there), so
+/// a `Clone` impl must not read the same buffer; `T::drop` of items leaving the window runs
+/// after the lock is released.
 ///
 /// ```
 /// use speedup_buffer::{Buffer, Error};
@@ -128,7 +167,7 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
                 spill_failed: None,
             }),
             stored: AtomicUsize::new(0),
-            spill: spill.map(Mutex::new),
+            spill: spill.map(|store| SpillStore { store: Mutex::new(store) }),
         });
         let producer = {
             let shared = Arc::clone(&shared);
@@ -136,7 +175,7 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
                 engine::produce(
                     &shared.gate,
                     move || iter,
-                    WindowSink { shared: &shared, window, to_spill: Vec::new() },
+                    WindowSink { shared: &shared, window, to_spill: Vec::new(), dropped: Vec::new() },
                 )
             })
         };
@@ -148,12 +187,17 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Evicted`], [`Error::Spill`], [`Error::ProducerPanicked`].
+    /// [`Error::Evicted`], [`Error::Spill`], [`Error::ProducerPanicked`];
+    /// [`Error::Reentrant`] if the buffer's own iterator or spill store asks for an item it
+    /// has not produced yet, or the spill store for a spilled item.
     pub fn get(&self, index: usize) -> Result<Option<T>, Error> {
         let shared = &*self.shared;
         // Saturating: an index near `usize::MAX` asks for everything, it does not wrap.
         shared.gate.want(index.saturating_add(1).saturating_add(self.lookahead));
         if index >= shared.stored() {
+            if shared.gate.on_producer() {
+                return Err(Error::Reentrant { index });
+            }
             // Returns once the item is stored or the producer ended.
             shared.gate.wait_for(index, || shared.stored());
         }
@@ -185,14 +229,13 @@ impl<T: Clone + Send + 'static> WindowBuffer<T> {
         // Not being spilled and not failed: the store has it. Ask it without the state
         // lock (the call is user code).
         drop(state);
-        let store = spill.lock();
-        let fetched = catch_unwind(AssertUnwindSafe(|| store.fetch(index)));
         let failed = |source: BoxError| Err(Error::Spill { index, source: source.into() });
-        match fetched {
-            Ok(Ok(Some(item))) => Ok(Some(item)),
-            Ok(Ok(None)) => failed("the spill store does not have it".into()),
-            Ok(Err(error)) => failed(error),
-            Err(payload) => failed(panicked(&*payload)),
+        match spill.call(|store| store.fetch(index)) {
+            None => Err(Error::Reentrant { index }),
+            Some(Ok(Ok(Some(item)))) => Ok(Some(item)),
+            Some(Ok(Ok(None))) => failed("the spill store does not have it".into()),
+            Some(Ok(Err(error))) => failed(error),
+            Some(Err(payload)) => failed(panicked(payload)),
         }
     }
 }
@@ -204,6 +247,9 @@ struct WindowSink<'a, T> {
     window: usize,
     /// Items that left the window at the last push, for [`Sink::settle`] to spill.
     to_spill: Vec<(usize, T)>,
+    /// Items that left the window with no store to go to: dropped after the window's lock
+    /// is released (`T::drop` is user code, and may be slow).
+    dropped: Vec<T>,
 }
 
 impl<T: Clone> Sink<T> for WindowSink<'_, T> {
@@ -224,13 +270,17 @@ impl<T: Clone> Sink<T> for WindowSink<'_, T> {
                 };
                 let Some(oldest) = state.items.pop_front() else { break };
                 state.first += 1;
-                if let Some(copy) = copy {
-                    state.spilling.push_back((index, copy));
-                    self.to_spill.push((index, oldest));
+                match copy {
+                    Some(copy) => {
+                        state.spilling.push_back((index, copy));
+                        self.to_spill.push((index, oldest));
+                    }
+                    None => self.dropped.push(oldest),
                 }
             }
             shared.stored.store(state.first + state.items.len(), Ordering::Release);
         }
+        self.dropped.clear();
     }
 
     fn stored(&self) -> usize {
@@ -249,36 +299,45 @@ impl<T: Clone> Sink<T> for WindowSink<'_, T> {
 /// Hands `items` to the spill store, under the store's own lock only (a store that blocks
 /// blocks neither readers of the window nor the buffer's drop, which detaches a producer
 /// stuck here as one stuck in `next()`), then takes them off the `spilling` list, recording
-/// the first failure (an error or a panic of the store).
+/// the first failure (an error or a panic of the store). The copies taken off the list, and
+/// the items a failure left unspilled, are dropped after the window's lock is released.
 fn spill_outside_the_lock<T>(shared: &Shared<T>, items: Vec<(usize, T)>) {
     let Some(spill) = &shared.spill else { return };
     let last = items.last().map(|(index, _)| *index);
-    let mut failure = None;
-    {
-        let mut store = spill.lock();
-        for (index, item) in items {
-            match catch_unwind(AssertUnwindSafe(|| store.spill(index, item))) {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => failure = Some((index, error.into())),
-                Err(payload) => failure = Some((index, panicked(&*payload).into())),
-            }
-            if failure.is_some() {
-                break; // the rest of the batch is lost with it (the store is out of order)
-            }
+    let mut failure: Option<(usize, SpillError)> = None;
+    let mut items = items.into_iter();
+    for (index, item) in items.by_ref() {
+        let failed: Option<BoxError> = match spill.call(|store| store.spill(index, item)) {
+            Some(Ok(Ok(()))) => None,
+            Some(Ok(Err(error))) => Some(error),
+            Some(Err(payload)) => Some(panicked(payload)),
+            // Only the producer spills, and it is not inside the store here.
+            None => Some("the spill store was called from inside itself".into()),
+        };
+        if let Some(error) = failed {
+            failure = Some((index, error.into()));
+            break; // the rest of the batch is lost with it (the store is out of order)
         }
     }
-    let mut state = shared.lock();
-    while state.spilling.front().is_some_and(|(index, _)| Some(*index) <= last) {
-        state.spilling.pop_front();
+    let mut spilled = Vec::new();
+    {
+        let mut state = shared.lock();
+        while state.spilling.front().is_some_and(|(index, _)| Some(*index) <= last) {
+            spilled.extend(state.spilling.pop_front());
+        }
+        if state.spill_failed.is_none() {
+            state.spill_failed = failure;
+        }
     }
-    if state.spill_failed.is_none() {
-        state.spill_failed = failure;
-    }
+    drop(spilled);
+    drop(items);
 }
 
 /// A panic of the spill store, as the error readers of the lost items get.
-fn panicked(payload: &(dyn std::any::Any + Send)) -> BoxError {
-    format!("the spill store panicked: {}", crate::error::panic_message(payload)).into()
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> BoxError {
+    let message = crate::error::panic_message(&*payload);
+    crate::error::drop_payload(payload);
+    format!("the spill store panicked: {message}").into()
 }
 
 impl<T> Drop for WindowBuffer<T> {
