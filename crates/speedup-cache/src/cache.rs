@@ -586,7 +586,9 @@ where
     /// leaves queued may be what the flight needs, and a pool whose every worker blocks
     /// would never run it). The jobs it runs sit on top of this wait on its stack, so for
     /// as long as it waits, `me` is a frame of this thread, and the frame below (if
-    /// another) cannot resume before `me` does.
+    /// another) cannot resume before `me` does. So only a thread's outermost wait steals
+    /// jobs from other workers and the pool's queue; a wait nested in it runs only the
+    /// jobs this worker queued itself, which bounds how much work piles up on one stack.
     ///
     /// The graph cannot see every such edge: a rayon job that never calls the cache (the
     /// body of a `scope`, a `join` half) is invisible, yet whatever rayon stacks on top of
@@ -620,13 +622,22 @@ where
         let frame = pushed.map(|me| waits::push(self.inner.id, me));
         let _helping = (pushed.is_some() || me_is_top).then(waits::help);
         let may_be_stuck = hidden || self.inner.forked.load(Ordering::Relaxed);
+        let _waiting = waits::wait();
         let mut pause = std::time::Duration::from_micros(50);
         let started = std::time::Instant::now();
         let outcome = loop {
             if let Some(outcome) = flight.wait_timeout(std::time::Duration::ZERO) {
                 break Some(outcome);
             }
-            if let Some(rayon::Yield::Executed) = rayon::yield_now() {
+            // Only the outermost wait on this thread takes jobs from elsewhere: a job stolen
+            // here stacks on this wait, and stolen jobs that wait and steal again stack
+            // without bound, each a computation the frames below cannot finish before (the
+            // reruns then cascade: issue #12's `par_iter` fan-out from 16 threads never
+            // ended). A nested wait runs only this worker's own queued jobs (the other
+            // halves of joins already on this stack); other workers run the rest, and a
+            // wait left with nothing to run falls back to computing the key (`STUCK`).
+            let ran = if waits::waiting() <= 1 { rayon::yield_now() } else { rayon::yield_local() };
+            if let Some(rayon::Yield::Executed) = ran {
                 pause = std::time::Duration::from_micros(50);
                 continue;
             }

@@ -81,7 +81,9 @@
 //! - **Help, don't wait.** A thread that needs a key that is queued on the pool but not
 //!   started runs it itself, so a pool of one thread, or a pool whose every worker waits,
 //!   cannot deadlock. A rayon worker that waits for a key runs other jobs of its pool
-//!   meanwhile.
+//!   meanwhile: any job in its outermost wait, only the jobs it queued itself in a wait
+//!   nested in that one (stolen jobs that wait and steal again would pile up on its stack
+//!   without bound).
 //! - **Cycles are errors, work-stealing is not.** Cycle detection follows computations,
 //!   not threads: the handle a function receives carries the identity of its
 //!   computation into every rayon job (`join`, `scope`, `par_iter`) it is used in. A key
@@ -147,12 +149,14 @@
 //!
 //! # Limits
 //!
-//! - **rayon under heavy sharing.** When many threads at once ask for keys whose functions
-//!   fan out with rayon over keys they share, work-stealing keeps stacking jobs on top of
-//!   computations that other jobs need, and the keys computed again to break those stacks
-//!   can cascade ([`Cache::reruns`] grows without bound, and the call may not return).
-//!   rayon's own maintainers reach the same limit for blocking inside jobs. Fan out from
-//!   one top-level call (or use `batch_async`, which queues on the pool without blocking).
+//! - **rayon under heavy sharing costs reruns.** When many threads at once ask for keys
+//!   whose functions fan out with rayon over keys they share, rayon's `join` stacks jobs
+//!   of other computations on top of computations those jobs need, and each such stack
+//!   is broken by computing a key again: 16 threads asking for overlapping keys of a
+//!   `par_iter` recursion on 2 cores ran each key's body 7 to 16 times
+//!   (`tests/sync_hostile.rs`, counted by [`Cache::reruns`]). Every call returns, with
+//!   the right value. Fan out from one top-level call (or use `batch_async`, which queues
+//!   on the pool without blocking) to keep each body to one run.
 //! - **Cycles through plain threads the function joins** are not seen (see [`Cache`]).
 //! - **`AsyncCache`: cycles through tasks the function spawns and awaits** are not seen: a
 //!   `tokio::spawn`ed task acts for no computation, so if it asks for the key that awaits

@@ -300,6 +300,36 @@ impl Drop for HelpGuard {
     }
 }
 
+#[cfg(not(speedup_loom))]
+std::thread_local!(static WAITING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+
+/// How many waits for a key (of any cache) are on this thread's stack, innermost included.
+#[cfg(not(speedup_loom))]
+pub(crate) fn waiting() -> usize {
+    WAITING.with(std::cell::Cell::get)
+}
+
+/// Counts a wait for a key on this thread's stack until the guard drops.
+#[cfg(not(speedup_loom))]
+pub(crate) fn wait() -> WaitGuard {
+    WAITING.with(|w| w.set(w.get() + 1));
+    WaitGuard { _not_send: std::marker::PhantomData }
+}
+
+/// Ends what [`wait`] started.
+#[cfg(not(speedup_loom))]
+#[derive(Debug)]
+pub(crate) struct WaitGuard {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+#[cfg(not(speedup_loom))]
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        let _ = WAITING.try_with(|w| w.set(w.get().saturating_sub(1)));
+    }
+}
+
 /// Marks `node` as running on this thread until the returned guard is dropped.
 pub(crate) fn push<K: Send + Sync + 'static>(cache: usize, node: &StdArc<Node<K>>) -> FrameGuard {
     let erased: StdArc<dyn Any + Send + Sync> = StdArc::<Node<K>>::clone(node);
