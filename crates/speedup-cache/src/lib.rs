@@ -149,14 +149,19 @@
 //!
 //! # Limits
 //!
-//! - **rayon under heavy sharing costs reruns.** When many threads at once ask for keys
-//!   whose functions fan out with rayon over keys they share, rayon's `join` stacks jobs
-//!   of other computations on top of computations those jobs need, and each such stack
-//!   is broken by computing a key again: 16 threads asking for overlapping keys of a
-//!   `par_iter` recursion on 2 cores ran each key's body 7 to 16 times
-//!   (`tests/sync_hostile.rs`, counted by [`Cache::reruns`]). Every call returns, with
-//!   the right value. Fan out from one top-level call (or use `batch_async`, which queues
-//!   on the pool without blocking) to keep each body to one run.
+//! - **rayon under heavy sharing.** When many threads at once ask for keys whose functions
+//!   fan out with rayon over keys they share, rayon's `join` stacks jobs of other
+//!   computations on top of computations those jobs need, and each such stack is broken by
+//!   computing a key again ([`Cache::reruns`]). With a fan-out of 4 (`par_iter` over
+//!   `n-1, n-2, n/2, n/3`) from 16 threads on 2 cores, every round run so far ended, at 7
+//!   to 50 runs of each key's body (`tests/sync_hostile.rs`); with a fan-out of 20 or
+//!   more, or with a genuine cycle among such keys, the reruns can cascade (tens of
+//!   thousands of nested reruns on one worker) and the call may not return (the ignored
+//!   repros `wide_par_iter_fan_out_from_sixteen_threads` and
+//!   `a_cycle_under_par_iter_from_four_threads`). rayon's own maintainers reach the
+//!   same limit for blocking inside jobs. Fan out from one top-level call, or use
+//!   `batch_async` (which queues on the pool without blocking): then each body runs once
+//!   and cycles are reported.
 //! - **Cycles through plain threads the function joins** are not seen (see [`Cache`]).
 //! - **`AsyncCache`: cycles through tasks the function spawns and awaits** are not seen: a
 //!   `tokio::spawn`ed task acts for no computation, so if it asks for the key that awaits
