@@ -247,8 +247,9 @@ struct WindowSink<'a, T> {
     window: usize,
     /// Items that left the window at the last push, for [`Sink::settle`] to spill.
     to_spill: Vec<(usize, T)>,
-    /// Items that left the window with no store to go to: dropped after the window's lock
-    /// is released (`T::drop` is user code, and may be slow).
+    /// Items that left the window with no store to go to: dropped in [`Sink::settle`],
+    /// after the item that pushed them out is published (`T::drop` is user code, and may
+    /// be slow).
     dropped: Vec<T>,
 }
 
@@ -280,7 +281,6 @@ impl<T: Clone> Sink<T> for WindowSink<'_, T> {
             }
             shared.stored.store(state.first + state.items.len(), Ordering::Release);
         }
-        self.dropped.clear();
     }
 
     fn stored(&self) -> usize {
@@ -288,11 +288,14 @@ impl<T: Clone> Sink<T> for WindowSink<'_, T> {
     }
 
     fn unsettled(&self) -> bool {
-        !self.to_spill.is_empty()
+        !self.to_spill.is_empty() || !self.dropped.is_empty()
     }
 
     fn settle(&mut self) {
-        spill_outside_the_lock(self.shared, std::mem::take(&mut self.to_spill));
+        if !self.to_spill.is_empty() {
+            spill_outside_the_lock(self.shared, std::mem::take(&mut self.to_spill));
+        }
+        self.dropped.clear();
     }
 }
 

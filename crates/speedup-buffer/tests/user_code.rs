@@ -63,8 +63,19 @@ impl Drop for SlowDrop {
     }
 }
 
-/// Items leaving the window are dropped after the window's lock is released: a slow `Drop`
-/// holds back neither the item that pushed them out nor the items in the window.
+/// Items 0, 1, 2, ...; item 2 comes 50 ms late, so that its reader is parked when it comes.
+fn items() -> impl Iterator<Item = SlowDrop> + Send + 'static {
+    (0u64..).map(|i| {
+        if i == 2 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SlowDrop(i)
+    })
+}
+
+/// Items leaving the window are dropped after the item that pushed them out is published
+/// and outside the window's lock: a slow `Drop` holds back neither that item (whose reader
+/// is parked, waiting for it) nor the items in the window.
 fn slow_drop_holds_nothing_back(b: WindowBuffer<SlowDrop>) {
     assert_eq!(b.get(0), Ok(Some(SlowDrop(0))));
     let start = Instant::now();
@@ -83,7 +94,7 @@ fn slow_drop_holds_nothing_back(b: WindowBuffer<SlowDrop>) {
 #[test]
 fn a_slow_drop_of_an_evicted_item_holds_back_no_reader() {
     within(30, || {
-        slow_drop_holds_nothing_back(Buffer::builder().lookahead(1).window(2).build((0u64..).map(SlowDrop)));
+        slow_drop_holds_nothing_back(Buffer::builder().lookahead(1).window(2).build(items()));
     });
 }
 
@@ -103,7 +114,7 @@ fn a_slow_drop_of_a_staged_copy_holds_back_no_reader() {
     }
     within(30, || {
         slow_drop_holds_nothing_back(
-            Buffer::builder().lookahead(1).window(2).spill(Keep(Vec::new())).build((0u64..).map(SlowDrop)),
+            Buffer::builder().lookahead(1).window(2).spill(Keep(Vec::new())).build(items()),
         );
     });
 }
