@@ -685,15 +685,22 @@ where
         let node = Node::new(key.clone(), me.clone());
         let computed = self.compute(&node, key.clone(), me.as_ref());
         Waits::finished(&node);
-        match computed {
+        let failure = match computed {
             Ok(Ok(value)) => {
                 self.publish(key, flight, value.clone());
                 flight.finish(Ok(value.clone()));
-                Ok(value)
+                return Ok(value);
             }
-            Ok(Err(error)) => Err(Failure::from(error.for_key(&key))),
-            Err(payload) => Err(Failure::panicked(&key, payload)),
-        }
+            Ok(Err(error)) => Failure::from(error.for_key(&key)),
+            Err(payload) => Failure::panicked(&key, payload),
+        };
+        // The flight's waiters get the failure too: the computation that owns it lies below
+        // a stack that may never resume, and a waiter left waiting would time out and run
+        // the key again, for ever when the failure is a genuine cycle (issue #12: a cycle
+        // under `par_iter` from four threads). The slot stays the owner's to retract when
+        // it ends: errors are not cached.
+        flight.finish(Err(failure.error.clone()));
+        Err(failure)
     }
 
     /// Runs the function for `key` as computation `node`, on this thread's stack of

@@ -29,6 +29,8 @@
 //! accessors after it cannot go out of bounds; the caller checks the records' archived
 //! contents with [`crate::record::check`] once per page.
 
+use std::ops::Range;
+
 use rkyv::util::AlignedVec;
 
 use crate::le::{u16_at, u32_at, u64_at};
@@ -139,6 +141,25 @@ pub(crate) enum Layout {
     Fixed { base: usize, entry: usize, slots: [(usize, usize); MAX_WIDTH] },
     /// The span table starts here.
     Spans(usize),
+}
+
+impl Layout {
+    /// Where record `slot` of entry `i` lies in its page, by arithmetic alone: `None` for a
+    /// span layout, whose records are found through the page's span table.
+    ///
+    /// The range is inside the page only if `i` is below the entry count the layout was
+    /// validated with; the caller still slices with a checked `get`.
+    #[inline]
+    pub(crate) fn fixed_record(&self, i: usize, slot: usize) -> Option<Range<usize>> {
+        match *self {
+            Layout::Fixed { base, entry, slots } => {
+                let (offset, len) = slots[slot];
+                let start = base + i * entry + offset;
+                Some(start..start + len)
+            }
+            Layout::Spans(_) => None,
+        }
+    }
 }
 
 /// A parsed, structurally valid page borrowed from its bytes.
@@ -292,13 +313,9 @@ impl<'a> PageView<'a> {
 
     /// Record `slot` of entry `i`.
     pub(crate) fn record(&self, i: usize, slot: usize) -> &'a [u8] {
-        match self.layout {
-            Layout::Fixed { base, entry, slots } => {
-                let (offset, len) = slots[slot];
-                let start = base + i * entry + offset;
-                &self.bytes[start..start + len]
-            }
-            Layout::Spans(_) => &self.bytes[self.span_at(i * self.width + slot).range()],
+        match self.layout.fixed_record(i, slot) {
+            Some(range) => &self.bytes[range],
+            None => &self.bytes[self.span_at(i * self.width + slot).range()],
         }
     }
 
