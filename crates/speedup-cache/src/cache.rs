@@ -586,9 +586,10 @@ where
     /// leaves queued may be what the flight needs, and a pool whose every worker blocks
     /// would never run it). The jobs it runs sit on top of this wait on its stack, so for
     /// as long as it waits, `me` is a frame of this thread, and the frame below (if
-    /// another) cannot resume before `me` does. So only a thread's outermost wait steals
-    /// jobs from other workers and the pool's queue; a wait nested in it runs only the
-    /// jobs this worker queued itself, which bounds how much work piles up on one stack.
+    /// another) cannot resume before `me` does. So only a thread's outermost wait runs
+    /// jobs (its own, other workers', the pool's queue); a wait nested in it, inside one of
+    /// those jobs, only sleeps, which bounds the work piled up on one stack to one job and
+    /// what it calls. Other workers run the jobs this one leaves queued meanwhile.
     ///
     /// The graph cannot see every such edge: a rayon job that never calls the cache (the
     /// body of a `scope`, a `join` half) is invisible, yet whatever rayon stacks on top of
@@ -623,21 +624,22 @@ where
         let _helping = (pushed.is_some() || me_is_top).then(waits::help);
         let may_be_stuck = hidden || self.inner.forked.load(Ordering::Relaxed);
         let _waiting = waits::wait();
+        let outermost = waits::waiting() == 1;
         let mut pause = std::time::Duration::from_micros(50);
         let started = std::time::Instant::now();
         let outcome = loop {
             if let Some(outcome) = flight.wait_timeout(std::time::Duration::ZERO) {
                 break Some(outcome);
             }
-            // Only the outermost wait on this thread takes jobs from elsewhere: a job stolen
-            // here stacks on this wait, and stolen jobs that wait and steal again stack
-            // without bound, each a computation the frames below cannot finish before (the
-            // reruns then cascade: issue #12's `par_iter` fan-out from 16 threads never
-            // ended). A nested wait runs only this worker's own queued jobs (the other
-            // halves of joins already on this stack); other workers run the rest, and a
-            // wait left with nothing to run falls back to computing the key (`STUCK`).
-            let ran = if waits::waiting() <= 1 { rayon::yield_now() } else { rayon::yield_local() };
-            if let Some(rayon::Yield::Executed) = ran {
+            // Only the outermost wait on this thread runs jobs: a job run here stacks on
+            // this wait, and jobs that wait and run jobs again stack without bound, each a
+            // computation the frames below cannot finish before. A key found in flight below
+            // is then computed again, and so are its children, in flight below too: the
+            // reruns cascade (issue #12: a `par_iter` fan-out of 4 from 16 threads ran each
+            // key's body 22 times when nested waits ran this worker's own queued jobs, and a
+            // fan-out of 50 did not end; with nested waits that only sleep, 1.07 times and
+            // every round). A nested wait left waiting `STUCK` computes the key itself.
+            if outermost && let Some(rayon::Yield::Executed) = rayon::yield_now() {
                 pause = std::time::Duration::from_micros(50);
                 continue;
             }
@@ -646,7 +648,8 @@ where
             if started.elapsed() > patience {
                 break None;
             }
-            // Nothing to run: sleep until the flight ends, looking for new jobs now and then.
+            // Nothing to run (or not allowed to): sleep until the flight ends, looking for
+            // new jobs now and then.
             if let Some(outcome) = flight.wait_timeout(pause) {
                 break Some(outcome);
             }
