@@ -697,13 +697,13 @@ where
             Ok(Err(error)) => Failure::from(error.for_key(&key)),
             Err(payload) => Failure::panicked(&key, payload),
         };
-        // The flight's waiters get the failure too: the computation that owns it lies below
-        // a stack that may never resume, and a waiter left waiting would time out and run
-        // the key again, for ever when the failure is a genuine cycle (issue #12: a cycle
-        // under `par_iter` from four threads). The slot stays the owner's to retract when
-        // it ends: errors are not cached.
-        flight.finish(Err(failure.error.clone()));
-        Err(failure)
+        // The flight's waiters get the failure too, and the slot is cleared, as if the owner
+        // had failed: the owner lies below a stack that may never resume, and a waiter
+        // left waiting would time out and run the key again, for ever when the failure is
+        // a genuine cycle (issue #12: a cycle under `par_iter` from four threads). Errors
+        // are not cached: the next call computes the key again (the owner's own outcome,
+        // when it ends, no longer reaches the slot).
+        self.fail(&key, flight, failure)
     }
 
     /// Runs the function for `key` as computation `node`, on this thread's stack of

@@ -203,6 +203,52 @@ fn a_cycle_under_par_iter_from_four_threads() {
     }
 }
 
+/// A key computed once more by a rayon worker that waited too long for it (the rerun), whose
+/// rerun fails while the first computation is still running: the failure reaches the
+/// waiter, and is not cached. A later call computes the key again instead of getting the
+/// stored failure (found by a hostile review: the failed flight stayed in the slot until
+/// the first computation ended, however long that took).
+#[test]
+fn a_failed_rerun_is_not_cached() {
+    within(30, || {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let active = Arc::new(AtomicUsize::new(0));
+        let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (r, a, once) = (Arc::clone(&runs), Arc::clone(&active), Arc::clone(&failed_once));
+        let f = Cache::try_new(move |_: &Cache<u64, u64, String>, n: u64| {
+            r.fetch_add(1, Ordering::SeqCst);
+            // Only the first run that overlaps another fails: that is the rerun.
+            if a.fetch_add(1, Ordering::SeqCst) > 0 && !once.swap(true, Ordering::SeqCst) {
+                a.fetch_sub(1, Ordering::SeqCst);
+                return Err(Error::failed(format!("a concurrent run of {n}")));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(3_000)); // slow, but fine
+            a.fetch_sub(1, Ordering::SeqCst);
+            Ok(n * 10)
+        });
+        let owner = {
+            let f = f.clone();
+            std::thread::spawn(move || f.try_get(7))
+        };
+        while runs.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // A rayon worker waits, gives up after its patience (500 ms), runs 7 itself and fails.
+        let waiter = {
+            let f = f.clone();
+            std::thread::spawn(move || rayon::join(|| f.try_get(7), || ()).0)
+        };
+        let waited = waiter.join().unwrap();
+        assert!(matches!(waited, Err(Error::Failed { .. })), "the rerun's failure: {waited:?}");
+        assert_eq!(f.reruns(), 1);
+        // The first computation still sleeps: a call now must run the function again.
+        let before = runs.load(Ordering::SeqCst);
+        assert_eq!(f.try_get(7), Ok(70), "a later call got the rerun's failure");
+        assert_eq!(runs.load(Ordering::SeqCst), before + 1, "the later call did not compute");
+        assert_eq!(owner.join().unwrap(), Ok(70));
+    });
+}
+
 /// A handle given to a background thread that the function does not wait for: its calls
 /// are not the function's, so a key asked there may need the function's own key.
 #[test]
