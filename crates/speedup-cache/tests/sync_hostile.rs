@@ -222,7 +222,7 @@ fn a_failed_rerun_is_not_cached() {
                 a.fetch_sub(1, Ordering::SeqCst);
                 return Err(Error::failed(format!("a concurrent run of {n}")));
             }
-            std::thread::sleep(std::time::Duration::from_millis(3_000)); // slow, but fine
+            std::thread::sleep(std::time::Duration::from_millis(5_000)); // slow, but fine
             a.fetch_sub(1, Ordering::SeqCst);
             Ok(n * 10)
         });
@@ -234,11 +234,9 @@ fn a_failed_rerun_is_not_cached() {
             std::thread::yield_now();
         }
         // A rayon worker waits, gives up after its patience (500 ms), runs 7 itself and fails.
-        let waiter = {
-            let f = f.clone();
-            std::thread::spawn(move || rayon::join(|| f.try_get(7), || ()).0)
-        };
-        let waited = waiter.join().unwrap();
+        // A pool of its own: the global one is busy with the other tests of this binary.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let waited = pool.install(|| f.try_get(7));
         assert!(matches!(waited, Err(Error::Failed { .. })), "the rerun's failure: {waited:?}");
         assert_eq!(f.reruns(), 1);
         // The first computation still sleeps: a call now must run the function again.
