@@ -17,6 +17,25 @@ fn rounds(default: usize) -> usize {
         .map_or(default, |r| r.parse().expect("SPEEDUP_RAYON_ROUNDS: a number"))
 }
 
+/// Asks for each of `keys` on an OS thread of its own, all at once; the answers, in order.
+fn from_threads<T: Send + 'static>(
+    round: usize,
+    keys: impl IntoIterator<Item = u64>,
+    ask: impl Fn(u64) -> T + Clone + Send + 'static,
+) -> Vec<T> {
+    let threads: Vec<_> = keys
+        .into_iter()
+        .map(|key| {
+            let ask = ask.clone();
+            std::thread::spawn(move || ask(key))
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or_else(|_| panic!("round {round}: a thread panicked")))
+        .collect()
+}
+
 /// `f(n) = sum of f(n-1), f(n-2), f(n/2), f(n/3)` through `par_iter` on the global pool,
 /// asked for by 16 OS threads at once.
 ///
@@ -24,7 +43,7 @@ fn rounds(default: usize) -> usize {
 /// it, and a stolen job that needs a key which needs the computation underneath forces a
 /// key to be computed again. Once, waits in the cache stole too, and stacked stolen work
 /// without bound: the recomputations cascaded and no round ended within a minute (issue
-/// #12). Now only a thread's outermost wait steals; the keys computed again are counted.
+/// #12). Now only a thread's outermost wait runs jobs; the keys computed again are counted.
 #[test]
 fn par_iter_fan_out_from_sixteen_threads() {
     let rounds = rounds(10);
@@ -44,13 +63,8 @@ fn par_iter_fan_out_from_sixteen_threads() {
                     .map(|&d| h.get(d))
                     .reduce(|| 0, |a, b| (a + b) % 1_000_003)
             });
-            let threads: Vec<_> = (0..16u64)
-                .map(|t| {
-                    let f = f.clone();
-                    std::thread::spawn(move || f.get(200 + t * 13 % 97))
-                })
-                .collect();
-            let got: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let asked = f.clone();
+            let got = from_threads(round, (0..16u64).map(|t| 200 + t * 13 % 97), move |k| asked.get(k));
             let single = Cache::new(|h: &Cache<u64, u64>, n: u64| {
                 if n < 2 {
                     return 1;
@@ -124,15 +138,7 @@ fn three_levels_of_rayon_nesting() {
                     })
                     .reduce(|| 0, |a, b| (a + b) % 1_000_003)
             });
-            let threads: Vec<_> = (0..8u64)
-                .map(|t| {
-                    let f = f.clone();
-                    std::thread::spawn(move || f.get(120 + t * 7))
-                })
-                .collect();
-            for t in threads {
-                t.join().unwrap_or_else(|_| panic!("round {round}: a thread panicked"));
-            }
+            from_threads(round, (0..8u64).map(|t| 120 + t * 7), move |k| f.get(k));
         });
     }
 }
@@ -154,15 +160,7 @@ fn wide_par_iter_fan_out_from_sixteen_threads() {
                     .map(|i| h.get(n - i))
                     .reduce(|| n % 7 + 1, |a, b| (a + b) % 1_000_003)
             });
-            let threads: Vec<_> = (0..16u64)
-                .map(|t| {
-                    let f = f.clone();
-                    std::thread::spawn(move || f.get(200 - t * 13 % 97))
-                })
-                .collect();
-            for t in threads {
-                t.join().unwrap_or_else(|_| panic!("round {round}: a thread panicked"));
-            }
+            from_threads(round, (0..16u64).map(|t| 200 - t * 13 % 97), move |k| f.get(k));
         });
     }
 }
@@ -188,15 +186,7 @@ fn a_cycle_under_par_iter_from_four_threads() {
                 }
                 needs.par_iter().map(|&d| h.try_get(d)).try_reduce(|| 0, |a, b| Ok((a + b) % 1_000_003))
             });
-            let threads: Vec<_> = [200u64, 187, 174, 161]
-                .into_iter()
-                .map(|top| {
-                    let f = f.clone();
-                    std::thread::spawn(move || f.try_get(top))
-                })
-                .collect();
-            for t in threads {
-                let got = t.join().unwrap_or_else(|_| panic!("round {round}: a thread panicked"));
+            for got in from_threads(round, [200, 187, 174, 161], move |k| f.try_get(k)) {
                 assert!(matches!(got, Err(Error::Cycle { .. })), "round {round}: {got:?}");
             }
         });
