@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 
 use std::sync::Arc as StdArc;
 
+use crate::biased::{BiasedLock, Readers};
 use crate::error::{Error, describe, panic_message};
 use crate::flight::{Claim, Flight};
-use crate::sync::{Arc, AtomicUsize, Mutex, RwLock};
+use crate::sync::{Arc, AtomicUsize, Mutex};
 use crate::tiers::{Lookup, Tiers};
 use crate::waits::{self, Kind, Node, Verdict, Waits};
 
@@ -108,7 +109,9 @@ pub struct Cache<K, V, E = Infallible> {
 struct Inner<K, V, E> {
     /// Tags this cache's frames on each thread's stack of running computations.
     id: usize,
-    shards: Box<[RwLock<Shard<K, V, E>>]>,
+    shards: Box<[BiasedLock<Shard<K, V, E>>]>,
+    /// Where the shards' readers announce themselves (see `biased.rs`).
+    readers: Readers,
     hasher: ahash::RandomState,
     func: Box<Func<K, V, E>>,
     waits: Waits<K>,
@@ -281,8 +284,11 @@ where
             inner: Arc::new(Inner {
                 id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 shards: (0..shards)
-                    .map(|_| RwLock::new(Shard { slots: hashbrown::HashTable::new() }))
+                    .map(|_| BiasedLock::new(Shard { slots: hashbrown::HashTable::new() }))
                     .collect(),
+                // A slot per thread for a few times the cores (rayon pools, oversubscribed
+                // callers); past that, threads share slots and sometimes take the slow path.
+                readers: Readers::new(crate::cores() * 4),
                 hasher,
                 func,
                 waits: Waits::default(),
@@ -497,7 +503,8 @@ where
 
     fn resolve(&self, key: K) -> Result<V, Failure<E>> {
         let hash = self.hash(&key);
-        // Hit path: one hash, one shared lock, one lookup, one clone.
+        // Hit path: one hash, one read of the shard (biased: see `biased.rs`), one lookup,
+        // one clone.
         let flight = {
             let shard = self.read_shard(hash);
             match shard.get(hash, &key) {
@@ -910,17 +917,17 @@ where
         self.inner.hasher.hash_one(key)
     }
 
-    fn shard_at(&self, hash: u64) -> &RwLock<Shard<K, V, E>> {
+    fn shard_at(&self, hash: u64) -> &BiasedLock<Shard<K, V, E>> {
         // High bits pick the shard; the table inside it uses the low ones.
         &self.inner.shards[(hash >> 40) as usize & (self.inner.shards.len() - 1)]
     }
 
     fn read_shard(&self, hash: u64) -> impl std::ops::Deref<Target = Shard<K, V, E>> + '_ {
-        self.shard_at(hash).read()
+        self.shard_at(hash).read(&self.inner.readers)
     }
 
     fn write_shard(&self, hash: u64) -> impl std::ops::DerefMut<Target = Shard<K, V, E>> + '_ {
-        self.shard_at(hash).write()
+        self.shard_at(hash).write(&self.inner.readers)
     }
 
     #[cfg(not(speedup_loom))]

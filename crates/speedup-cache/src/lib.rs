@@ -108,8 +108,10 @@
 //!   `fib(100_000)` does not overflow a default thread stack.
 //! - **Bounded pool.** `apply_async` / `batch_async` run on rayon's pool (or one of
 //!   [`CacheBuilder::threads`] threads), never one thread per call.
-//! - **Hit path.** One shared shard lock, one hash lookup, one clone of `V` (use cheap
-//!   clones, e.g. `Arc`, for big values).
+//! - **Hit path.** One hash lookup and one clone of `V` (use cheap clones, e.g. `Arc`, for
+//!   big values) under the shard's read lock, which is biased towards readers: while the
+//!   shard is read-mostly, a hit writes only to a slot of its own thread, not to a word
+//!   that every reader of the shard shares.
 //!
 //! Optional: a capacity bound (at most `n` values, on any number of cores) with
 //! second-chance (CLOCK) eviction that never evicts a key in flight
@@ -187,6 +189,7 @@
 
 mod announce;
 mod backing;
+mod biased;
 mod cache;
 mod error;
 mod flight;

@@ -6,14 +6,25 @@
 //! halfway through a change, so a poisoned lock only means another thread panicked
 //! elsewhere, and the data it guards is consistent.
 
+#[cfg(not(speedup_loom))]
+pub(crate) use cell::{ConstPtr, MutPtr, UnsafeCell};
+#[cfg(speedup_loom)]
+pub(crate) use loom::cell::{ConstPtr, MutPtr, UnsafeCell};
 #[cfg(speedup_loom)]
 use loom::sync as imp;
 #[cfg(speedup_loom)]
-pub(crate) use loom::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard, atomic::AtomicUsize};
+pub(crate) use loom::sync::{
+    Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard,
+    atomic::{AtomicBool, AtomicUsize},
+};
 #[cfg(not(speedup_loom))]
 use std::sync as imp;
+pub(crate) use std::sync::atomic::Ordering;
 #[cfg(not(speedup_loom))]
-pub(crate) use std::sync::{Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard, atomic::AtomicUsize};
+pub(crate) use std::sync::{
+    Arc, MutexGuard, RwLockReadGuard, RwLockWriteGuard,
+    atomic::{AtomicBool, AtomicUsize},
+};
 
 use std::sync::PoisonError;
 
@@ -74,5 +85,71 @@ impl Condvar {
 
     pub(crate) fn notify_all(&self) {
         self.0.notify_all();
+    }
+}
+
+/// One round of waiting for another thread: a spin hint for the first rounds (the other
+/// thread is running and about to finish), then yielding the core (it may be descheduled:
+/// spinning would only delay it). Under loom, always a yield: loom must see the wait.
+pub(crate) fn backoff(round: u32) {
+    #[cfg(speedup_loom)]
+    {
+        let _ = round;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(speedup_loom))]
+    if round < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// `std`'s `UnsafeCell` with loom's `get`/`get_mut` interface: the pointers are guards that
+/// loom tracks (so it sees every access's extent); here they are plain pointers.
+#[cfg(not(speedup_loom))]
+mod cell {
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) fn new(value: T) -> Self {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        pub(crate) fn get(&self) -> ConstPtr<T> {
+            ConstPtr(self.0.get())
+        }
+
+        pub(crate) fn get_mut(&self) -> MutPtr<T> {
+            MutPtr(self.0.get())
+        }
+    }
+
+    /// A shared pointer into an [`UnsafeCell`].
+    pub(crate) struct ConstPtr<T>(*const T);
+
+    impl<T> ConstPtr<T> {
+        /// # Safety
+        ///
+        /// As dereferencing a `*const T`: no `&mut` to the value exists meanwhile.
+        pub(crate) unsafe fn deref(&self) -> &T {
+            // SAFETY: the caller's contract.
+            unsafe { &*self.0 }
+        }
+    }
+
+    /// An exclusive pointer into an [`UnsafeCell`].
+    pub(crate) struct MutPtr<T>(*mut T);
+
+    impl<T> MutPtr<T> {
+        /// # Safety
+        ///
+        /// As dereferencing a `*mut T`: no other reference to the value exists meanwhile.
+        #[allow(clippy::mut_from_ref)]
+        pub(crate) unsafe fn deref(&self) -> &mut T {
+            // SAFETY: the caller's contract.
+            unsafe { &mut *self.0 }
+        }
     }
 }
