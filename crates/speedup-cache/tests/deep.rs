@@ -34,3 +34,109 @@ fn capacity_bounds_the_number_of_values_and_keeps_hot_keys() {
     assert!(cache.contains_key(&7), "the hot key was evicted");
     assert_eq!(cache.get(5), 5, "an evicted key is simply recomputed");
 }
+
+/// `fib(n) mod P` through a fresh cache, checked against a loop.
+fn cold_fib(n: u64) -> u64 {
+    let fib =
+        Cache::new(|f: &Cache<u64, u64>, n: u64| if n < 2 { 1 } else { (f.get(n - 1) + f.get(n - 2)) % P });
+    let value = fib.get(n);
+    let (mut a, mut b) = (1u64, 1u64);
+    for _ in 2..=n {
+        (a, b) = (b, (a + b) % P);
+    }
+    assert_eq!(value, if n < 1 { a } else { b }, "fib({n})");
+    value
+}
+
+/// The stack segments a thread keeps are reused by the next deep recursion on that thread,
+/// again and again, and by recursions of every depth: shallower than one segment, across
+/// many segments (more than the thread keeps), and back.
+#[test]
+fn deep_recursions_reuse_the_stack_segments_of_their_thread() {
+    within(120, || {
+        std::thread::spawn(|| {
+            for n in [30_000, 100_000, 5_000, 60_000, 30_000, 100_000, 1, 30_000] {
+                cold_fib(n);
+            }
+        })
+        .join()
+        .unwrap();
+    });
+}
+
+/// Threads recursing deep at once each run on segments of their own.
+#[test]
+fn deep_recursions_on_several_threads_at_once() {
+    within(120, || {
+        let threads: Vec<_> =
+            (0..4u64).map(|t| std::thread::spawn(move || cold_fib(40_000 + t * 1_000))).collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    });
+}
+
+/// A panic deep in a recursion, on a segment of its own, reaches the caller as the same
+/// panic, and the thread recurses deep again afterwards (its segments were given back).
+#[test]
+fn a_panic_deep_on_a_segment_unwinds_to_the_caller() {
+    within(120, || {
+        std::thread::spawn(|| {
+            for round in 0..3 {
+                let fib = Cache::new(|f: &Cache<u64, u64>, n: u64| {
+                    assert!(n != 7, "bottom reached");
+                    if n < 2 { 1 } else { (f.get(n - 1) + f.get(n - 2)) % P }
+                });
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fib.get(50_000)));
+                let payload = caught.expect_err("the panic at the bottom must reach the top");
+                let message = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or(payload.downcast_ref::<&str>().copied());
+                assert!(message.is_some_and(|m| m.contains("bottom reached")), "round {round}: {message:?}");
+                cold_fib(50_000);
+            }
+        })
+        .join()
+        .unwrap();
+    });
+}
+
+/// A recursion whose depth goes back and forth across a segment's edge: each crossing
+/// switches stacks, and none maps a new segment (a fresh mapping per crossing would make
+/// each cost page faults on a whole segment's touched pages).
+#[test]
+fn a_recursion_oscillating_across_a_segment_edge() {
+    const LEAF: u64 = 1 << 63;
+    within(120, || {
+        std::thread::spawn(|| {
+            // A chain 0..=30_000; every 10th link also asks 50 fresh leaves, each a nested
+            // computation one level deeper: near a segment's edge, every leaf crosses it.
+            let f = Cache::new(|f: &Cache<u64, u64>, n: u64| {
+                if n & LEAF != 0 {
+                    return n & !LEAF;
+                }
+                if n == 0 {
+                    return 0;
+                }
+                let below = f.get(n - 1);
+                if n.is_multiple_of(10) {
+                    (0..50).map(|i| f.get(LEAF | (n * 50 + i))).fold(below, u64::wrapping_add)
+                } else {
+                    below.wrapping_add(n)
+                }
+            });
+            let expected = (1..=30_000u64).fold(0u64, |acc, n| {
+                let acc = acc.wrapping_add(if n.is_multiple_of(10) { 0 } else { n });
+                if n.is_multiple_of(10) {
+                    (0..50).map(|i| n * 50 + i).fold(acc, u64::wrapping_add)
+                } else {
+                    acc
+                }
+            });
+            assert_eq!(f.get(30_000), expected);
+        })
+        .join()
+        .unwrap();
+    });
+}
