@@ -141,7 +141,11 @@ impl<T> BiasedLock<T> {
     pub(crate) fn read<'a>(&'a self, readers: &'a Readers) -> ReadGuard<'a, T> {
         if self.biased.load(Ordering::Relaxed) {
             let slot = readers.mine();
-            if slot.compare_exchange(0, self.address(), handshake::RMW, Ordering::Acquire).is_ok() {
+            // A slot another thread holds (more threads than slots) is left alone: a failed
+            // compare-exchange would still take its cache line from that thread.
+            if slot.load(Ordering::Relaxed) == 0
+                && slot.compare_exchange(0, self.address(), handshake::RMW, Ordering::Acquire).is_ok()
+            {
                 #[cfg(speedup_loom)]
                 loom::sync::atomic::fence(Ordering::SeqCst);
                 if self.biased.load(handshake::LOAD) {
@@ -156,18 +160,31 @@ impl<T> BiasedLock<T> {
     #[inline]
     fn read_slowly(&self) -> ReadGuard<'_, T> {
         let guard = self.lock.read();
-        if !self.biased.load(Ordering::Relaxed) {
-            let reads = self.slow_reads.load(Ordering::Relaxed) + 1;
-            if reads >= self.rearm_after {
-                self.slow_reads.store(0, Ordering::Relaxed);
-                // Under the read lock: no writer is inside, and the next one sees the bias
-                // (through the lock) and revokes it.
-                self.biased.store(true, handshake::STORE);
-            } else {
-                self.slow_reads.store(reads, Ordering::Relaxed);
-            }
+        if !self.biased.load(Ordering::Relaxed) && self.count_slow_read() >= self.rearm_after {
+            self.slow_reads.store(0, Ordering::Relaxed);
+            // Under the read lock: no writer is inside, and the next one sees the bias
+            // (through the lock) and revokes it.
+            self.biased.store(true, handshake::STORE);
         }
         ReadGuard { data: self.data.get(), hold: Hold::Lock(guard) }
+    }
+
+    /// Counts a slow read; returns the count since the last revocation. A load and a store,
+    /// not a read-modify-write: racing slow readers may lose increments, which only delays
+    /// the re-arming by a few reads, and costs them no second locked instruction.
+    #[cfg(not(speedup_loom))]
+    fn count_slow_read(&self) -> usize {
+        let reads = self.slow_reads.load(Ordering::Relaxed) + 1;
+        self.slow_reads.store(reads, Ordering::Relaxed);
+        reads
+    }
+
+    /// Under loom, a read-modify-write: loom trips on its own assertion ("this sometimes
+    /// fails", in `match_load_to_stores`) when relaxed loads race a counter stored on every
+    /// read; the count is the same up to the lost increments the real one allows.
+    #[cfg(speedup_loom)]
+    fn count_slow_read(&self) -> usize {
+        self.slow_reads.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Exclusive access. `readers` must be the table every call on this lock passes.
@@ -242,20 +259,58 @@ impl<T> DerefMut for WriteGuard<'_, T> {
     }
 }
 
-/// This thread's number, handed out in order (so the first threads get slots of their own).
+/// This thread's number: the lowest one no live thread holds, taken on first use and given
+/// back when the thread ends. So live threads hold distinct numbers, and as many of them as
+/// a table has slots never share a slot, however many threads came and went before (numbers
+/// handed out once per thread would put two busy threads on one slot after some turnover:
+/// each hit then fought over the slot's cache line, and the loser took the slow path).
 #[cfg(not(speedup_loom))]
 fn thread_number() -> usize {
-    use std::cell::Cell;
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    std::thread_local! {
-        static NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
+    static NUMBERS: std::sync::Mutex<Numbers> = std::sync::Mutex::new(Numbers::new());
+    fn numbers() -> std::sync::MutexGuard<'static, Numbers> {
+        NUMBERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-    NUMBER.with(|n| {
-        if n.get() == usize::MAX {
-            n.set(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & (usize::MAX >> 1));
+
+    struct Number(usize);
+    impl Drop for Number {
+        fn drop(&mut self) {
+            numbers().give_back(self.0);
         }
-        n.get()
-    })
+    }
+    std::thread_local! {
+        static NUMBER: Number = Number(numbers().take());
+    }
+    // While the thread's locals are destroyed, a cache used from another local's `Drop`
+    // shares slot 0: sharing costs speed, never correctness (the compare-exchange decides).
+    NUMBER.try_with(|n| n.0).unwrap_or(0)
+}
+
+/// The numbers of live threads: the lowest free one to each new thread.
+#[cfg(not(speedup_loom))]
+struct Numbers {
+    next: usize,
+    freed: std::collections::BinaryHeap<std::cmp::Reverse<usize>>,
+}
+
+#[cfg(not(speedup_loom))]
+impl Numbers {
+    const fn new() -> Self {
+        Numbers { next: 0, freed: std::collections::BinaryHeap::new() }
+    }
+
+    fn take(&mut self) -> usize {
+        self.freed.pop().map_or_else(
+            || {
+                self.next += 1;
+                self.next - 1
+            },
+            |std::cmp::Reverse(n)| n,
+        )
+    }
+
+    fn give_back(&mut self, number: usize) {
+        self.freed.push(std::cmp::Reverse(number));
+    }
 }
 
 #[cfg(speedup_loom)]
@@ -439,6 +494,20 @@ mod stress {
             std::thread::yield_now();
         }
         reading.into_iter().for_each(|r| r.join().unwrap());
+    }
+
+    /// Threads that ended give their numbers back, lowest first to the next thread: live
+    /// threads stay on distinct slots after any turnover (a hostile review put two busy
+    /// threads on one slot by starting and ending seven threads between them).
+    #[test]
+    fn numbers_of_ended_threads_are_reused_lowest_first() {
+        let mut numbers = Numbers::new();
+        let first: Vec<usize> = (0..8).map(|_| numbers.take()).collect();
+        assert_eq!(first, (0..8).collect::<Vec<_>>());
+        for n in [5, 1, 6] {
+            numbers.give_back(n);
+        }
+        assert_eq!([numbers.take(), numbers.take(), numbers.take(), numbers.take()], [1, 5, 6, 8]);
     }
 
     /// A reader that panics under the biased path (a user's `Clone`) leaves its slot: the

@@ -282,7 +282,7 @@ where
                     .collect(),
                 // A slot per thread for a few times the cores (rayon pools, oversubscribed
                 // callers); past that, threads share slots and sometimes take the slow path.
-                readers: Readers::new(crate::cores() * 4),
+                readers: Readers::new((crate::cores() * 4).max(32)),
                 hasher,
                 func,
                 waits: Waits::default(),

@@ -90,7 +90,9 @@ impl Condvar {
 
 /// One round of waiting for another thread: a spin hint for the first rounds (the other
 /// thread is running and about to finish), then yielding the core (it may be descheduled:
-/// spinning would only delay it). Under loom, always a yield: loom must see the wait.
+/// spinning would only delay it), then sleeps of up to a millisecond (it is busy for long,
+/// in a user's slow `Clone`: yielding in a loop would keep a core busy all that time).
+/// Under loom, always a yield: loom must see the wait.
 pub(crate) fn backoff(round: u32) {
     #[cfg(speedup_loom)]
     {
@@ -98,10 +100,10 @@ pub(crate) fn backoff(round: u32) {
         loom::thread::yield_now();
     }
     #[cfg(not(speedup_loom))]
-    if round < 64 {
-        std::hint::spin_loop();
-    } else {
-        std::thread::yield_now();
+    match round {
+        0..64 => std::hint::spin_loop(),
+        64..96 => std::thread::yield_now(),
+        _ => std::thread::sleep(std::time::Duration::from_micros(50 << ((round - 96) / 8).min(4))),
     }
 }
 
