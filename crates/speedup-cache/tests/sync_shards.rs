@@ -1,5 +1,6 @@
 //! The shards' reader-biased lock under fire: hits racing the writes of misses and
-//! evictions into the same shards, and readers that leave by panicking.
+//! evictions into the same shards, readers that leave by panicking, and more threads than
+//! reader slots.
 //!
 //! A hit reads its shard without touching the shard's lock word while the lock is biased
 //! (`src/biased.rs`); a writer revokes the bias and waits for those readers. A reader
@@ -109,6 +110,100 @@ fn a_clone_that_panics_on_a_hit_leaves_the_shard_usable() {
         // Writes into every shard: a reader left announced would make them wait for ever.
         for k in 1_000_000..1_050_000 {
             assert_eq!(cache.get(k).0, k);
+        }
+    });
+}
+
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// More threads than reader slots (40 on a table of at least 32), in waves that end and
+/// start anew (thread numbers are given back and reused), on six caches at once whose
+/// small capacities keep evicting while the hits run. (From the hostile review.)
+#[test]
+fn waves_of_more_threads_than_slots_on_six_caches() {
+    let waves = rounds(3);
+    within(120, move || {
+        let caches: Vec<Cache<u64, Vec<u64>>> = (0..6)
+            .map(|i| {
+                Cache::builder().capacity(200 + i * 300).build(|_: &Cache<u64, Vec<u64>>, k: u64| value_of(k))
+            })
+            .collect();
+        for wave in 0..waves as u64 {
+            let threads: Vec<_> = (0..40u64)
+                .map(|t| {
+                    let caches = caches.clone();
+                    std::thread::spawn(move || {
+                        let mut x = wave * 131 + t + 1;
+                        for i in 0..5_000u64 {
+                            let cache = &caches[(xorshift(&mut x) % 6) as usize];
+                            // Mostly a hot set; every 50th a fresh key (a write and an eviction).
+                            let k = if i % 50 == 0 {
+                                1_000_000 + xorshift(&mut x) % 100_000
+                            } else {
+                                xorshift(&mut x) % 300
+                            };
+                            assert_eq!(cache.get(k), value_of(k), "wave {wave}: key {k} read a wrong value");
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("a thread of the wave panicked");
+            }
+            for (i, cache) in caches.iter().enumerate() {
+                assert!(cache.len() <= 200 + i * 300, "wave {wave}: cache {i} holds {}", cache.len());
+            }
+        }
+    });
+}
+
+/// A key whose `Eq` panics during hits, from two threads: nothing stays announced, and
+/// writes to every shard go through afterwards. (From the hostile review.)
+#[test]
+fn an_eq_that_panics_on_a_hit_leaves_the_shard_usable() {
+    static PANIC: AtomicBool = AtomicBool::new(false);
+    #[derive(Clone, Debug)]
+    struct Key(u64);
+    impl PartialEq for Key {
+        fn eq(&self, other: &Self) -> bool {
+            assert!(!PANIC.load(Ordering::Relaxed), "Key::eq panics on purpose");
+            self.0 == other.0
+        }
+    }
+    impl Eq for Key {}
+    impl std::hash::Hash for Key {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+    within(60, || {
+        let cache = Cache::new(|_: &Cache<Key, u64>, k: Key| k.0);
+        for _ in 0..3 {
+            for k in 0..100_000 {
+                cache.get(Key(k));
+            }
+        }
+        PANIC.store(true, Ordering::Relaxed);
+        let hit_all = |cache: &Cache<Key, u64>| {
+            for k in 0..2_000 {
+                let hit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cache.get(Key(k))));
+                assert!(hit.is_err());
+            }
+        };
+        let other = std::thread::spawn({
+            let cache = cache.clone();
+            move || hit_all(&cache)
+        });
+        hit_all(&cache);
+        other.join().unwrap();
+        PANIC.store(false, Ordering::Relaxed);
+        for k in 1_000_000..1_050_000 {
+            assert_eq!(cache.get(Key(k)), k);
         }
     });
 }
