@@ -278,11 +278,21 @@ fn thread_number() -> usize {
         }
     }
     std::thread_local! {
+        /// The number, held for the thread's life and given back when it ends.
         static NUMBER: Number = Number(numbers().take());
+        /// A copy that needs no destructor, so no lazy-initialisation check: this is on the
+        /// hit path.
+        static COPY: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    let copy = COPY.get();
+    if copy != usize::MAX {
+        return copy;
     }
     // While the thread's locals are destroyed, a cache used from another local's `Drop`
     // shares slot 0: sharing costs speed, never correctness (the compare-exchange decides).
-    NUMBER.try_with(|n| n.0).unwrap_or(0)
+    let number = NUMBER.try_with(|n| n.0).unwrap_or(0);
+    COPY.set(number);
+    number
 }
 
 /// The numbers of live threads: the lowest free one to each new thread.
