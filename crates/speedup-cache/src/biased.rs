@@ -78,6 +78,7 @@ impl Readers {
         Readers { slots: (0..threads.next_power_of_two().max(1)).map(|_| Padded::default()).collect() }
     }
 
+    #[inline]
     fn mine(&self) -> &AtomicUsize {
         &self.slots[thread_number() & (self.slots.len() - 1)].0
     }
@@ -265,7 +266,25 @@ impl<T> DerefMut for WriteGuard<'_, T> {
 /// handed out once per thread would put two busy threads on one slot after some turnover:
 /// each hit then fought over the slot's cache line, and the loser took the slow path).
 #[cfg(not(speedup_loom))]
+#[inline]
 fn thread_number() -> usize {
+    std::thread_local! {
+        /// A copy of the number that needs no destructor, so no lazy-initialisation check:
+        /// this is on the hit path (which the callers' crates inline).
+        static COPY: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    }
+    let copy = COPY.get();
+    if copy != usize::MAX {
+        return copy;
+    }
+    let number = take_thread_number();
+    COPY.set(number);
+    number
+}
+
+#[cfg(not(speedup_loom))]
+#[cold]
+fn take_thread_number() -> usize {
     static NUMBERS: std::sync::Mutex<Numbers> = std::sync::Mutex::new(Numbers::new());
     fn numbers() -> std::sync::MutexGuard<'static, Numbers> {
         NUMBERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -280,19 +299,10 @@ fn thread_number() -> usize {
     std::thread_local! {
         /// The number, held for the thread's life and given back when it ends.
         static NUMBER: Number = Number(numbers().take());
-        /// A copy that needs no destructor, so no lazy-initialisation check: this is on the
-        /// hit path.
-        static COPY: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
-    }
-    let copy = COPY.get();
-    if copy != usize::MAX {
-        return copy;
     }
     // While the thread's locals are destroyed, a cache used from another local's `Drop`
     // shares slot 0: sharing costs speed, never correctness (the compare-exchange decides).
-    let number = NUMBER.try_with(|n| n.0).unwrap_or(0);
-    COPY.set(number);
-    number
+    NUMBER.try_with(|n| n.0).unwrap_or(0)
 }
 
 /// The numbers of live threads: the lowest free one to each new thread.
