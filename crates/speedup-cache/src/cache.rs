@@ -37,6 +37,12 @@ fn on_rayon_worker() -> bool {
     false
 }
 
+/// Stack left before a computation grows the stack (and the size of each new segment).
+#[cfg(not(speedup_loom))]
+const RED_ZONE: usize = 256 * 1024;
+#[cfg(not(speedup_loom))]
+const STACK_SEGMENT: usize = 8 * 1024 * 1024;
+
 type Func<K, V, E> = dyn Fn(&Cache<K, V, E>, K) -> Result<V, Error<E>> + Send + Sync;
 
 /// A concurrent memoizing cache of a function `K -> V`, whose recursive sub-calls can run in
@@ -975,20 +981,11 @@ impl<E> From<Error<E>> for Failure<E> {
     }
 }
 
-/// Runs `f` with enough stack, on another segment if needed: deep recursion through the
-/// cache never overflows (see `stack.rs`).
-#[cfg(all(not(speedup_loom), target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+/// Runs `f` with at least `RED_ZONE` bytes of stack, on a fresh heap-allocated segment if
+/// needed: deep recursion through the cache never overflows.
+#[cfg(not(speedup_loom))]
 fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
-    crate::stack::grow(f)
-}
-
-/// Elsewhere, `stacker`'s fresh segments (see `stack.rs` for what keeping them saves).
-#[cfg(all(
-    not(speedup_loom),
-    not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))
-))]
-fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
-    stacker::maybe_grow(256 * 1024, 8 * 1024 * 1024, f)
+    stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, f)
 }
 
 #[cfg(speedup_loom)]

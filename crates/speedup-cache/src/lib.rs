@@ -104,10 +104,8 @@
 //!   and every waiter; the key is vacant again and the next `get` recomputes it. The same
 //!   holds for a key computed once more as above: its failure (a panic, an error, a cycle)
 //!   reaches the key's waiters, whose computation may have been fine.
-//! - **Deep recursion.** Computations grow the stack on demand, so cold `fib(100_000)`
-//!   does not overflow a default thread stack. A thread keeps up to two of the 8 MiB stack
-//!   segments it recursed onto, and reuses them for its next deep recursion (as its own
-//!   stack's pages stay resident after a deep call); they are unmapped when it ends.
+//! - **Deep recursion.** Computations grow the stack on demand (`stacker`), so cold
+//!   `fib(100_000)` does not overflow a default thread stack.
 //! - **Bounded pool.** `apply_async` / `batch_async` run on rayon's pool (or one of
 //!   [`CacheBuilder::threads`] threads), never one thread per call.
 //! - **Hit path.** One hash lookup and one clone of `V` (use cheap clones, e.g. `Arc`, for
@@ -199,8 +197,6 @@ mod flight;
 mod future;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(all(not(speedup_loom), target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-mod stack;
 mod sync;
 mod tier;
 mod tiers;

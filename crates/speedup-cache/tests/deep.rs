@@ -48,11 +48,10 @@ fn cold_fib(n: u64) -> u64 {
     value
 }
 
-/// The stack segments a thread keeps are reused by the next deep recursion on that thread,
-/// again and again, and by recursions of every depth: shallower than one segment, across
-/// many segments (more than the thread keeps), and back.
+/// Deep recursions one after another on one thread, of every depth: within the thread's
+/// stack, across many stack segments, and back.
 #[test]
-fn deep_recursions_reuse_the_stack_segments_of_their_thread() {
+fn deep_recursions_one_after_another_on_one_thread() {
     within(120, || {
         std::thread::spawn(|| {
             for n in [30_000, 100_000, 5_000, 60_000, 30_000, 100_000, 1, 30_000] {
@@ -76,8 +75,8 @@ fn deep_recursions_on_several_threads_at_once() {
     });
 }
 
-/// A panic deep in a recursion, on a segment of its own, reaches the caller as the same
-/// panic, and the thread recurses deep again afterwards (its segments were given back).
+/// A panic deep in a recursion, on a stack segment of its own, reaches the caller as the
+/// same panic, and the thread recurses deep again afterwards.
 #[test]
 fn a_panic_deep_on_a_segment_unwinds_to_the_caller() {
     within(120, || {
@@ -102,9 +101,8 @@ fn a_panic_deep_on_a_segment_unwinds_to_the_caller() {
     });
 }
 
-/// A recursion whose depth goes back and forth across a segment's edge: each crossing
-/// switches stacks, and none maps a new segment (a fresh mapping per crossing would make
-/// each cost page faults on a whole segment's touched pages).
+/// A recursion whose depth goes back and forth across a stack segment's edge: each
+/// crossing switches stacks.
 #[test]
 fn a_recursion_oscillating_across_a_segment_edge() {
     const LEAF: u64 = 1 << 63;
@@ -139,4 +137,61 @@ fn a_recursion_oscillating_across_a_segment_edge() {
         .join()
         .unwrap();
     });
+}
+
+/// User code guarded by `stacker` itself (a recursive parser, say), deep inside a cached
+/// function. `stacker` must measure its room on the stack it actually runs on: the cache
+/// grows the stack through `stacker`, so the two agree. (A hostile review crashed a version
+/// that switched to stack segments of its own, which `stacker` could not know of: it saw
+/// hundreds of MiB of room on an 8 MiB segment and ran into its guard page.)
+fn user_recursion_guarded_by_stacker(n: u64) -> u64 {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, || {
+        let locals = std::hint::black_box([n; 128]);
+        if n == 0 { 0 } else { user_recursion_guarded_by_stacker(n - 1).wrapping_add(locals[1]) }
+    })
+}
+
+/// First on a `stacker` segment of the caller's own, made after an earlier deep recursion
+/// on the thread, then down a cached chain.
+#[test]
+fn user_code_using_stacker_inside_a_deep_cached_recursion() {
+    within(120, || {
+        std::thread::spawn(|| {
+            let warm = Cache::new(|f: &Cache<u64, u64>, n: u64| if n == 0 { 0 } else { f.get(n - 1) + 1 });
+            assert_eq!(warm.get(2_000), 2_000);
+            let chain =
+                Cache::new(
+                    |f: &Cache<u64, u64>, n: u64| {
+                        if n == 0 { user_recursion_guarded_by_stacker(20_000) } else { f.get(n - 1) }
+                    },
+                );
+            let value = stacker::grow(512 * 1024, || chain.get(1_000));
+            assert_eq!(value, (1..=20_000).sum::<u64>());
+        })
+        .join()
+        .unwrap();
+    });
+}
+
+/// The same on a thread with a big stack, below a hole of address space freed after the
+/// thread started, where new mappings may land above the thread's stack.
+#[test]
+fn user_code_using_stacker_under_a_big_thread_stack() {
+    // 64 MiB: mapped by malloc into the highest gap that fits it; the thread's 64 MiB stack
+    // then lies below it.
+    let hole: Vec<u8> = Vec::with_capacity(64 << 20);
+    let thread = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            drop(hole);
+            let chain =
+                Cache::new(
+                    |f: &Cache<u64, u64>, n: u64| {
+                        if n == 0 { user_recursion_guarded_by_stacker(20_000) } else { f.get(n - 1) }
+                    },
+                );
+            assert_eq!(chain.get(20_000), (1..=20_000).sum::<u64>());
+        })
+        .unwrap();
+    within(120, move || thread.join().unwrap());
 }
