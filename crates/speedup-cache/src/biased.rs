@@ -27,9 +27,10 @@
 //!
 //! Loom treats `SeqCst` accesses as `AcqRel` (tokio-rs/loom#180), which loses exactly that
 //! total order; under loom both sides add a `SeqCst` fence after their store, which loom
-//! does model and which gives the same guarantee. `tests/loom.rs` checks the handshake
-//! (`loom_biased_*` in this module) and `tests/sync_hostile.rs` stresses it with writers
-//! and readers on the same shard.
+//! does model and which gives the same guarantee (and the accesses keep their acquire and
+//! release roles). The `loom_biased_*` models below check the handshake, the
+//! `miri_*` test runs it under Miri, and `stress::readers_never_see_a_write_in_progress`
+//! and `tests/sync_shards.rs` stress it with writers and readers on the same shard.
 
 use std::ops::{Deref, DerefMut};
 
@@ -106,16 +107,15 @@ pub(crate) struct BiasedLock<T> {
     /// Slow-path reads since the bias was revoked (approximate: racing readers may lose
     /// increments, which only delays the re-arming).
     slow_reads: AtomicUsize,
-    /// [`REARM_AFTER`], but for the loom models (which re-arm after one read: loom keeps a
-    /// short history of each atomic's stores, and the cache's models flipping the bias on
-    /// every read would outrun it).
+    /// [`REARM_AFTER`]; the unit tests below set 1 to reach the re-arming path in a few
+    /// reads. (The cache's own loom models keep 1,024, which they never reach.)
     rearm_after: usize,
     data: UnsafeCell<T>,
 }
 
 // SAFETY: the lock hands out `&T` to many threads at once (readers) and `&mut T` to one
 // (a writer, alone): the bounds of `std::sync::RwLock`. Exclusion is the module's
-// handshake; `loom_biased_*` below and `tests/sync_hostile.rs` would catch a reader and a
+// handshake; `loom_biased_*` below and `tests/sync_shards.rs` would catch a reader and a
 // writer inside at once.
 unsafe impl<T: Send> Send for BiasedLock<T> {}
 // SAFETY: as above.
