@@ -138,6 +138,16 @@ struct Shard<K, V, E> {
     slots: hashbrown::HashTable<(K, Slot<K, V, E>)>,
 }
 
+/// What [`Cache::take_or_find`] found in a key's slot.
+enum Vacancy<K, V, E> {
+    /// The value.
+    Ready(V),
+    /// Nothing: the slot now holds this new flight, which the caller must run.
+    Taken(Arc<Flight<K, V, E>>),
+    /// Another caller's flight.
+    InFlight(Arc<Flight<K, V, E>>),
+}
+
 enum Slot<K, V, E> {
     Ready { value: V, referenced: std::sync::atomic::AtomicBool },
     Pending(Arc<Flight<K, V, E>>),
@@ -367,7 +377,7 @@ where
     ///
     /// [`Error::Failed`], [`Error::Panicked`], [`Error::Cycle`].
     pub fn try_get(&self, key: K) -> Result<V, Error<E>> {
-        self.resolve(key).map_err(|f| f.error)
+        self.resolve(key).map_err(Failure::into_error)
     }
 
     /// Whether a value for `key` is cached (not counting computations in flight).
@@ -520,32 +530,43 @@ where
         };
         let flight = match flight {
             Some(flight) => flight,
-            None => {
-                let mut shard = self.write_shard(hash);
-                match shard.get(hash, &key) {
-                    Some(Slot::Ready { value, referenced }) => {
-                        referenced.store(true, Ordering::Relaxed);
-                        return Ok(value.clone());
-                    }
-                    Some(Slot::Pending(flight)) => Arc::clone(flight),
-                    None => {
-                        let flight = Arc::new(Flight::running(Node::new(key.clone(), self.caller())));
-                        shard.insert(
-                            hash,
-                            key.clone(),
-                            Slot::Pending(Arc::clone(&flight)),
-                            &self.inner.hasher,
-                        );
-                        drop(shard);
-                        return self.run(key, &flight, None);
-                    }
-                }
-            }
+            None => match self.take_or_find(hash, &key) {
+                Vacancy::Ready(value) => return Ok(value),
+                Vacancy::Taken(flight) => return self.run(key, &flight, None),
+                Vacancy::InFlight(flight) => flight,
+            },
         };
+        self.join(key, &flight)
+    }
+
+    /// Under the shard's write lock: the key's value, or its flight, or (vacant) a new
+    /// flight of this caller's in the key's slot. (Out of line, as is [`Cache::join`]: the
+    /// frame of `get` is one of every level of a deep recursion.)
+    #[inline(never)]
+    fn take_or_find(&self, hash: u64, key: &K) -> Vacancy<K, V, E> {
+        let mut shard = self.write_shard(hash);
+        match shard.get(hash, key) {
+            Some(Slot::Ready { value, referenced }) => {
+                referenced.store(true, Ordering::Relaxed);
+                Vacancy::Ready(value.clone())
+            }
+            Some(Slot::Pending(flight)) => Vacancy::InFlight(Arc::clone(flight)),
+            None => {
+                let flight = Arc::new(Flight::running(Node::new(key.clone(), self.caller())));
+                shard.insert(hash, key.clone(), Slot::Pending(Arc::clone(&flight)), &self.inner.hasher);
+                Vacancy::Taken(flight)
+            }
+        }
+    }
+
+    /// Takes part in another caller's flight for `key`: runs it if it is queued, takes its
+    /// outcome if it ended, or waits for it.
+    #[inline(never)]
+    fn join(&self, key: K, flight: &Arc<Flight<K, V, E>>) -> Result<V, Failure<E>> {
         match flight.claim() {
-            Claim::Run => self.run_queued(key, &flight),
+            Claim::Run => self.run_queued(key, flight),
             Claim::Finished(outcome) => outcome.map_err(Failure::from),
-            Claim::Wait => self.wait_for(key, &flight),
+            Claim::Wait => self.wait_for(key, flight),
         }
     }
 
@@ -737,7 +758,7 @@ where
             .as_ref()
             .filter(|_| !asked(node.parent()) && !asked(caller))
             .map(|top| self.inner.waits.link(top, node, Kind::Stack));
-        let span = tracing::debug_span!("speedup_cache::compute", key = ?key);
+        let span = compute_span(&key);
         let _entered = span.enter();
         let frame = waits::push(id, node);
         let handle = Cache { inner: Arc::clone(&self.inner), frame: Some(StdArc::clone(node)) };
@@ -761,7 +782,7 @@ where
         // flight running for ever.
         let outcome = match catch_unwind(AssertUnwindSafe(|| self.run_inner(key, flight, caller))) {
             Ok(outcome) => outcome,
-            Err(payload) => self.fail(&flight.node.key, flight, Failure::panicked(&flight.node.key, payload)),
+            Err(payload) => self.fail_with(&flight.node.key, flight, Err(payload)),
         };
         Waits::finished(&flight.node);
         outcome
@@ -778,9 +799,27 @@ where
         }
         match self.compute(&flight.node, key.clone(), caller) {
             Ok(Ok(value)) => self.deliver(key, flight, value),
-            Ok(Err(error)) => self.fail(&key, flight, Failure::from(error.for_key(&key))),
-            Err(payload) => self.fail(&key, flight, Failure::panicked(&key, payload)),
+            Ok(Err(error)) => self.fail_with(&key, flight, Ok(error)),
+            Err(payload) => self.fail_with(&key, flight, Err(payload)),
         }
+    }
+
+    /// [`Cache::fail`] with the function's error (`Ok`) or a panic's payload (`Err`). (Out
+    /// of line: building the failure needs locals that need not sit in every frame of a
+    /// deep recursion.)
+    #[cold]
+    #[inline(never)]
+    fn fail_with(
+        &self,
+        key: &K,
+        flight: &Arc<Flight<K, V, E>>,
+        failure: Result<Error<E>, Box<dyn std::any::Any + Send>>,
+    ) -> Result<V, Failure<E>> {
+        let failure = match failure {
+            Ok(error) => Failure::from(error.for_key(key)),
+            Err(payload) => Failure::panicked(key, payload),
+        };
+        self.fail(key, flight, failure)
     }
 
     /// Hands a computed value to the key's slot and to the flight's waiters. (Out of line:
@@ -803,7 +842,7 @@ where
     #[inline(never)]
     fn fail(&self, key: &K, flight: &Arc<Flight<K, V, E>>, failure: Failure<E>) -> Result<V, Failure<E>> {
         self.retract(key, flight);
-        flight.finish(Err(failure.error.clone()));
+        flight.finish(Err(failure.error().clone()));
         Err(failure)
     }
 
@@ -947,8 +986,11 @@ where
 }
 
 /// An error, with the original panic payload when this thread caught it (so `get` can
-/// re-raise the very same panic).
-struct Failure<E> {
+/// re-raise the very same panic). Boxed: a `Result<V, Failure<E>>` is returned through every
+/// level of a deep recursion, and failures are rare (the box keeps those frames small).
+struct Failure<E>(Box<Failed<E>>);
+
+struct Failed<E> {
     error: Error<E>,
     payload: Option<Box<dyn std::any::Any + Send>>,
 }
@@ -958,9 +1000,9 @@ impl<E: fmt::Display> Failure<E> {
     #[cold]
     #[inline(never)]
     fn raise(self) -> ! {
-        match self {
-            Failure { payload: Some(payload), .. } => resume_unwind(payload),
-            Failure { error, .. } => panic!("{error}"),
+        match *self.0 {
+            Failed { payload: Some(payload), .. } => resume_unwind(payload),
+            Failed { error, .. } => panic!("{error}"),
         }
     }
 }
@@ -968,24 +1010,49 @@ impl<E: fmt::Display> Failure<E> {
 impl<E> Failure<E> {
     /// The function (or a `Clone` on the way) panicked computing `key`.
     fn panicked<K: fmt::Debug>(key: &K, payload: Box<dyn std::any::Any + Send>) -> Self {
-        Failure {
+        Failure(Box::new(Failed {
             error: Error::Panicked { key: describe(key), message: panic_message(&*payload) },
             payload: Some(payload),
-        }
+        }))
+    }
+
+    /// The error, without the payload.
+    fn into_error(self) -> Error<E> {
+        self.0.error
+    }
+
+    fn error(&self) -> &Error<E> {
+        &self.0.error
     }
 }
 
 impl<E> From<Error<E>> for Failure<E> {
     fn from(error: Error<E>) -> Self {
-        Failure { error, payload: None }
+        Failure(Box::new(Failed { error, payload: None }))
     }
 }
 
+/// The span of one computation. (Out of line: the macro's temporaries need not sit in every
+/// frame of a deep recursion.)
+#[inline(never)]
+fn compute_span<K: fmt::Debug>(key: &K) -> tracing::Span {
+    tracing::debug_span!("speedup_cache::compute", key = ?key)
+}
+
 /// Runs `f` with at least `RED_ZONE` bytes of stack, on a fresh heap-allocated segment if
-/// needed: deep recursion through the cache never overflows.
+/// needed: deep recursion through the cache never overflows. (`stacker::maybe_grow`,
+/// with the switch out of line: inlined, its locals sat in every frame of a recursion.)
 #[cfg(not(speedup_loom))]
+#[inline(always)]
 fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
-    stacker::maybe_grow(RED_ZONE, STACK_SEGMENT, f)
+    if stacker::remaining_stack().is_some_and(|left| left >= RED_ZONE) { f() } else { grow_stack_now(f) }
+}
+
+#[cfg(not(speedup_loom))]
+#[cold]
+#[inline(never)]
+fn grow_stack_now<R>(f: impl FnOnce() -> R) -> R {
+    stacker::grow(STACK_SEGMENT, f)
 }
 
 #[cfg(speedup_loom)]
