@@ -716,22 +716,17 @@ where
         let node = Node::new(key.clone(), me.clone());
         let computed = self.compute(&node, key.clone(), me.as_ref());
         Waits::finished(&node);
-        let failure = match computed {
-            Ok(Ok(value)) => {
-                self.publish(key, flight, value.clone());
-                flight.finish(Ok(value.clone()));
-                return Ok(value);
-            }
-            Ok(Err(error)) => Failure::from(error.for_key(&key)),
-            Err(payload) => Failure::panicked(&key, payload),
-        };
-        // The flight's waiters get the failure too, and the slot is cleared, as if the owner
-        // had failed: the owner lies below a stack that may never resume, and a waiter
-        // left waiting would time out and run the key again, for ever when the failure is
-        // a genuine cycle (issue #12: a cycle under `par_iter` from four threads). Errors
-        // are not cached: the next call computes the key again (the owner's own outcome,
-        // when it ends, no longer reaches the slot).
-        self.fail(&key, flight, failure)
+        // The outcome goes to the owner's flight as if the owner had computed it. A failure
+        // too: the owner lies below a stack that may never resume, and a waiter left
+        // waiting would time out and run the key again, for ever when the failure is a
+        // genuine cycle (issue #12: a cycle under `par_iter` from four threads). The slot is
+        // cleared, so errors are not cached: the next call computes the key again (the
+        // owner's own outcome, when it ends, no longer reaches the slot).
+        match computed {
+            Ok(Ok(value)) => self.deliver(key, flight, value),
+            Ok(Err(error)) => self.fail_with(&key, flight, Ok(error)),
+            Err(payload) => self.fail_with(&key, flight, Err(payload)),
+        }
     }
 
     /// Runs the function for `key` as computation `node`, on this thread's stack of
