@@ -173,19 +173,10 @@ impl<T> BiasedLock<T> {
     /// Counts a slow read; returns the count since the last revocation. A load and a store,
     /// not a read-modify-write: racing slow readers may lose increments, which only delays
     /// the re-arming by a few reads, and costs them no second locked instruction.
-    #[cfg(not(speedup_loom))]
     fn count_slow_read(&self) -> usize {
         let reads = self.slow_reads.load(Ordering::Relaxed) + 1;
         self.slow_reads.store(reads, Ordering::Relaxed);
         reads
-    }
-
-    /// Under loom, a read-modify-write: loom trips on its own assertion ("this sometimes
-    /// fails", in `match_load_to_stores`) when relaxed loads race a counter stored on every
-    /// read; the count is the same up to the lost increments the real one allows.
-    #[cfg(speedup_loom)]
-    fn count_slow_read(&self) -> usize {
-        self.slow_reads.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Exclusive access. `readers` must be the table every call on this lock passes.
